@@ -1,0 +1,94 @@
+//! Device configuration and the `virtio_blk_config` structure.
+
+use vblk_request::{Limits, ID_BYTES};
+
+/// Size of the config structure we expose (up to and including
+/// `write_zeroes_may_unmap` and its padding; virtio 1.2, 5.2.4).
+pub const CONFIG_SPACE_LEN: usize = 60;
+
+/// Largest discard / write-zeroes request, in sectors.
+pub const MAX_DISCARD_SECTORS: u32 = 1 << 22;
+/// Segments per discard / write-zeroes request.
+pub const MAX_DISCARD_SEG: u32 = 32;
+
+/// What the device is, as set on the command line.
+#[derive(Debug, Clone)]
+pub struct BlkConfig {
+    /// Capacity in bytes (multiple of 512).
+    pub capacity: u64,
+    pub read_only: bool,
+    /// Offer DISCARD / WRITE_ZEROES.
+    pub discard: bool,
+    /// The GET_ID answer, zero padded.
+    pub serial: [u8; ID_BYTES],
+    /// `blk_size`: 512 or 4096.
+    pub logical_block_size: u32,
+    pub num_queues: u16,
+    /// Largest queue the device accepts.
+    pub queue_size: u16,
+    /// `seg_max`: data segments per request.
+    pub seg_max: u32,
+}
+
+impl BlkConfig {
+    pub fn new(capacity: u64) -> Self {
+        BlkConfig {
+            capacity,
+            read_only: false,
+            discard: true,
+            serial: [0; ID_BYTES],
+            logical_block_size: 512,
+            num_queues: 1,
+            queue_size: 256,
+            seg_max: 254,
+        }
+    }
+
+    /// Set the serial from a string: at most 20 bytes are kept.
+    pub fn set_serial(&mut self, s: &str) {
+        self.serial = [0; ID_BYTES];
+        let b = s.as_bytes();
+        let n = b.len().min(ID_BYTES);
+        self.serial[..n].copy_from_slice(&b[..n]);
+    }
+
+    pub fn limits(&self, backend_capacity: u64) -> Limits {
+        Limits {
+            capacity: self.capacity.min(backend_capacity),
+            read_only: self.read_only,
+            flush: true,
+            discard: self.discard && !self.read_only,
+            write_zeroes: self.discard && !self.read_only,
+            max_discard_sectors: MAX_DISCARD_SECTORS,
+            max_write_zeroes_sectors: MAX_DISCARD_SECTORS,
+            max_segments: MAX_DISCARD_SEG,
+        }
+    }
+
+    pub fn to_bytes(&self) -> [u8; CONFIG_SPACE_LEN] {
+        let mut b = [0u8; CONFIG_SPACE_LEN];
+        let put32 = |b: &mut [u8; CONFIG_SPACE_LEN], o: usize, v: u32| {
+            b[o..o + 4].copy_from_slice(&v.to_le_bytes())
+        };
+        b[0..8].copy_from_slice(&(self.capacity / 512).to_le_bytes()); // capacity (sectors)
+        put32(&mut b, 8, 0); // size_max (feature not offered)
+        put32(&mut b, 12, self.seg_max); // seg_max
+                                         // geometry (16..20) left zero
+        put32(&mut b, 20, self.logical_block_size); // blk_size
+                                                    // topology: physical_block_exp u8, alignment_offset u8, min_io_size u16, opt_io_size u32
+        b[24] = 0;
+        b[25] = 0;
+        let min_io = (self.logical_block_size / 512).max(1) as u16;
+        b[26..28].copy_from_slice(&min_io.to_le_bytes());
+        put32(&mut b, 28, 0);
+        b[32] = 1; // writeback (meaningful only with CONFIG_WCE, not offered)
+        b[34..36].copy_from_slice(&self.num_queues.to_le_bytes()); // num_queues
+        put32(&mut b, 36, MAX_DISCARD_SECTORS); // max_discard_sectors
+        put32(&mut b, 40, MAX_DISCARD_SEG); // max_discard_seg
+        put32(&mut b, 44, (self.logical_block_size / 512).max(1)); // discard_sector_alignment
+        put32(&mut b, 48, MAX_DISCARD_SECTORS); // max_write_zeroes_sectors
+        put32(&mut b, 52, MAX_DISCARD_SEG); // max_write_zeroes_seg
+        b[56] = 1; // write_zeroes_may_unmap
+        b
+    }
+}

@@ -1,0 +1,129 @@
+//! The virtio-blk device core.
+//!
+//! It knows nothing of vhost-user or PCI. A transport owns the queues and the
+//! guest memory; it hands a queue to [`QueueWorker::process`] when the driver
+//! kicks, and receives interrupt requests through the
+//! [`vblk_interrupt::Interrupt`] trait. The same core runs behind the
+//! vhost-user-blk socket and inside the vfio-user PCI device.
+//!
+//! Path of one request inside the core:
+//! `worker::QueueWorker::process` drains the avail ring (queue crate), parses
+//! and validates each chain (request crate), submits the batch to the
+//! storage engine (backend crate), writes each status byte and used entry
+//! (`completion`), and takes one interrupt decision per batch.
+
+use std::sync::Arc;
+
+use vblk_backend::Backend;
+
+pub mod config;
+pub mod stats;
+pub mod worker;
+
+pub use config::{BlkConfig, CONFIG_SPACE_LEN};
+pub use stats::{QueueStats, Stats};
+pub use worker::{QueueError, QueueWorker};
+
+/// Feature bits (virtio 1.2, 5.2.3 and 6).
+pub mod features {
+    pub const VIRTIO_BLK_F_SIZE_MAX: u32 = 1;
+    pub const VIRTIO_BLK_F_SEG_MAX: u32 = 2;
+    pub const VIRTIO_BLK_F_RO: u32 = 5;
+    pub const VIRTIO_BLK_F_BLK_SIZE: u32 = 6;
+    pub const VIRTIO_BLK_F_FLUSH: u32 = 9;
+    pub const VIRTIO_BLK_F_TOPOLOGY: u32 = 10;
+    pub const VIRTIO_BLK_F_MQ: u32 = 12;
+    pub const VIRTIO_BLK_F_DISCARD: u32 = 13;
+    pub const VIRTIO_BLK_F_WRITE_ZEROES: u32 = 14;
+    pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
+    pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
+    pub const VIRTIO_F_VERSION_1: u32 = 32;
+
+    pub const fn bit(b: u32) -> u64 {
+        1u64 << b
+    }
+}
+
+/// One virtio-blk device: its configuration, its storage, its counters.
+pub struct BlkDevice {
+    config: BlkConfig,
+    backend: Arc<dyn Backend>,
+    stats: Arc<Stats>,
+}
+
+impl BlkDevice {
+    pub fn new(config: BlkConfig, backend: Arc<dyn Backend>) -> Self {
+        let stats = Arc::new(Stats::new(usize::from(config.num_queues.max(1))));
+        BlkDevice {
+            config,
+            backend,
+            stats,
+        }
+    }
+
+    pub fn config(&self) -> &BlkConfig {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    pub fn num_queues(&self) -> u16 {
+        self.config.num_queues
+    }
+
+    /// Device feature bits offered to the driver (transport bits excluded
+    /// except VERSION_1, INDIRECT_DESC and EVENT_IDX).
+    pub fn features(&self) -> u64 {
+        use features::*;
+        let mut f = bit(VIRTIO_F_VERSION_1)
+            | bit(VIRTIO_RING_F_INDIRECT_DESC)
+            | bit(VIRTIO_RING_F_EVENT_IDX)
+            | bit(VIRTIO_BLK_F_SEG_MAX)
+            | bit(VIRTIO_BLK_F_BLK_SIZE)
+            | bit(VIRTIO_BLK_F_FLUSH)
+            | bit(VIRTIO_BLK_F_TOPOLOGY)
+            | bit(VIRTIO_BLK_F_MQ);
+        if self.config.read_only {
+            f |= bit(VIRTIO_BLK_F_RO);
+        } else if self.config.discard {
+            f |= bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
+        }
+        f
+    }
+
+    /// The `struct virtio_blk_config` bytes.
+    pub fn config_space(&self) -> [u8; CONFIG_SPACE_LEN] {
+        self.config.to_bytes()
+    }
+
+    /// Copy `data.len()` bytes of config space from `offset`; bytes outside
+    /// the structure read as zero.
+    pub fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let cs = self.config_space();
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = offset
+                .checked_add(i as u64)
+                .and_then(|o| usize::try_from(o).ok())
+                .and_then(|o| cs.get(o).copied())
+                .unwrap_or(0);
+        }
+    }
+
+    /// A worker for queue `index`, with its own storage engine.
+    pub fn worker(&self, index: u16) -> std::io::Result<QueueWorker> {
+        let engine = self.backend.engine()?;
+        Ok(QueueWorker::new(
+            index,
+            engine,
+            self.config.limits(self.backend.capacity()),
+            self.config.serial,
+            self.stats.clone(),
+        ))
+    }
+}

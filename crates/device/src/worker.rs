@@ -1,0 +1,448 @@
+//! Drain → execute → complete → interrupt, for one queue.
+
+use std::sync::Arc;
+
+use vblk_backend::{IoCompletion, IoEngine, IoOp, IoRequest};
+use vblk_interrupt::{Interrupt, InterruptKind};
+use vblk_queue::{Chain, ChainError, Queue, QueueOwnedT, QueueT};
+use vblk_request::{
+    validate, Header, Limits, Reject, Request, RequestType, Segment, HEADER_LEN, ID_BYTES,
+    SEGMENT_LEN, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+};
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
+
+use crate::stats::{add, inc, QueueStats, Stats};
+
+/// The queue itself is broken (bad ring address, impossible avail index):
+/// the transport marks the device DEVICE_NEEDS_RESET.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("virtqueue {0}: {1}")]
+    Ring(u16, virtio_queue::Error),
+}
+
+/// A request between submission and completion.
+#[derive(Debug)]
+struct Pending {
+    head: u16,
+    status_addr: GuestAddress,
+    /// Used length reported if the request succeeds (data + status byte).
+    used_ok: u32,
+    status: u8,
+    /// Storage operations still outstanding for this request.
+    outstanding: u32,
+    kind: Option<RequestType>,
+    /// Expected bytes for a read/write (short I/O is an error).
+    expect: u64,
+}
+
+/// Processes one virtqueue. Owned by the thread that serves the queue.
+pub struct QueueWorker {
+    index: u16,
+    engine: Box<dyn IoEngine>,
+    limits: Limits,
+    serial: [u8; ID_BYTES],
+    stats: Arc<Stats>,
+    pending: Vec<Pending>,
+    completions: Vec<IoCompletion>,
+}
+
+impl QueueWorker {
+    pub fn new(
+        index: u16,
+        engine: Box<dyn IoEngine>,
+        limits: Limits,
+        serial: [u8; ID_BYTES],
+        stats: Arc<Stats>,
+    ) -> Self {
+        QueueWorker {
+            index,
+            engine,
+            limits,
+            serial,
+            stats,
+            pending: Vec::new(),
+            completions: Vec::new(),
+        }
+    }
+
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    fn qstats(&self) -> &QueueStats {
+        self.stats.queue(usize::from(self.index))
+    }
+
+    /// Serve everything the driver has made available, then decide whether
+    /// to interrupt. Returns the number of chains completed.
+    ///
+    /// Every request is completed before this returns, so guest memory only
+    /// has to stay mapped for the duration of the call.
+    pub fn process<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        irq: &dyn Interrupt,
+    ) -> Result<usize, QueueError> {
+        let qi = self.index;
+        let err = |e| QueueError::Ring(qi, e);
+        let mut total = 0usize;
+        loop {
+            queue.disable_notification(mem).map_err(err)?;
+            total += self.drain_once(queue, mem)?;
+            // Re-enable kicks; if the driver added chains meanwhile, go again
+            // (otherwise a kick it suppressed would be lost).
+            if !queue.enable_notification(mem).map_err(err)? {
+                break;
+            }
+        }
+        if total > 0 {
+            self.maybe_interrupt(queue, mem, irq)?;
+        }
+        Ok(total)
+    }
+
+    /// One interrupt decision: EVENT_IDX `used_event` or NO_INTERRUPT.
+    fn maybe_interrupt<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        irq: &dyn Interrupt,
+    ) -> Result<(), QueueError> {
+        if queue
+            .needs_notification(mem)
+            .map_err(|e| QueueError::Ring(self.index, e))?
+        {
+            inc(&self.qstats().interrupts);
+            if let Err(e) = irq.trigger(InterruptKind::Queue(self.index)) {
+                log::warn!("queue {}: interrupt failed: {e}", self.index);
+            }
+        } else {
+            inc(&self.qstats().interrupts_suppressed);
+        }
+        Ok(())
+    }
+
+    /// Pop every available chain, execute the batch, complete it. Returns
+    /// the number of chains.
+    fn drain_once<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+    ) -> Result<usize, QueueError> {
+        let qi = self.index;
+        inc(&self.qstats().drains);
+        let mut chains: Vec<Chain> = Vec::new();
+        {
+            let iter = queue.iter(mem).map_err(|e| QueueError::Ring(qi, e))?;
+            for dc in iter {
+                let head = dc.head_index();
+                chains.push(Chain::collect(head, dc));
+            }
+        }
+        if chains.is_empty() {
+            return Ok(0);
+        }
+        let n = chains.len();
+        add(&self.qstats().chains_popped, n as u64);
+        // Immediate completions: (head, used_len).
+        let mut immediate: Vec<(u16, u32)> = Vec::new();
+        for c in &chains {
+            if let Some(done) = self.start(c, mem) {
+                immediate.push(done);
+            }
+        }
+        if self.engine.in_flight() > 0 {
+            inc(&self.qstats().submits);
+            if let Err(e) = self.engine.submit() {
+                log::warn!("queue {qi}: submit failed: {e}");
+            }
+            self.reap_all();
+        }
+        // Publish: failed validations first (cheap), then executed requests.
+        for (head, len) in immediate {
+            self.push_used(queue, mem, head, len)?;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for p in &pending {
+            let len = self.complete(p, mem);
+            self.push_used(queue, mem, p.head, len)?;
+        }
+        self.pending = pending;
+        self.pending.clear();
+        Ok(n)
+    }
+
+    fn reap_all(&mut self) {
+        while self.engine.in_flight() > 0 {
+            let want = self.engine.in_flight();
+            if let Err(e) = self.engine.reap(&mut self.completions, want) {
+                log::error!("queue {}: reaping completions failed: {e}", self.index);
+                break;
+            }
+            for c in std::mem::take(&mut self.completions) {
+                let Some(p) = usize::try_from(c.token)
+                    .ok()
+                    .and_then(|i| self.pending.get_mut(i))
+                else {
+                    continue;
+                };
+                p.outstanding = p.outstanding.saturating_sub(1);
+                match c.result {
+                    Ok(n) if p.expect == 0 || n == p.expect => {}
+                    Ok(n) => {
+                        log::warn!("queue {}: short I/O: {n} of {} bytes", self.index, p.expect);
+                        p.status = VIRTIO_BLK_S_IOERR;
+                    }
+                    Err(errno) => {
+                        log::warn!(
+                            "queue {}: storage error on {:?}: {}",
+                            self.index,
+                            p.kind,
+                            std::io::Error::from_raw_os_error(errno)
+                        );
+                        p.status = VIRTIO_BLK_S_IOERR;
+                    }
+                }
+            }
+        }
+        // Anything the engine lost is an error, never a hang.
+        for p in &mut self.pending {
+            if p.outstanding > 0 {
+                p.status = VIRTIO_BLK_S_IOERR;
+                p.outstanding = 0;
+            }
+        }
+    }
+
+    fn push_used<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        head: u16,
+        len: u32,
+    ) -> Result<(), QueueError> {
+        queue
+            .add_used(mem, head, len)
+            .map_err(|e| QueueError::Ring(self.index, e))?;
+        inc(&self.qstats().used_pushes);
+        Ok(())
+    }
+
+    /// Write the status byte of a finished request; returns the used length.
+    fn complete<M: GuestMemory>(&self, p: &Pending, mem: &M) -> u32 {
+        let s = self.qstats();
+        if p.status == VIRTIO_BLK_S_OK {
+            match p.kind {
+                Some(RequestType::In) => add(&s.bytes_read, p.expect),
+                Some(RequestType::Out) => add(&s.bytes_written, p.expect),
+                _ => {}
+            }
+        } else {
+            inc(&s.backend_errors);
+        }
+        self.finish(
+            p.status_addr,
+            p.status,
+            if p.status == VIRTIO_BLK_S_OK {
+                p.used_ok
+            } else {
+                1
+            },
+            mem,
+        )
+    }
+
+    /// Write `status`; count it; return the used length (0 if the status
+    /// byte cannot be written).
+    fn finish<M: GuestMemory>(
+        &self,
+        status_addr: GuestAddress,
+        status: u8,
+        used: u32,
+        mem: &M,
+    ) -> u32 {
+        let s = self.qstats();
+        match status {
+            VIRTIO_BLK_S_OK => inc(&s.status_ok),
+            VIRTIO_BLK_S_UNSUPP => inc(&s.status_unsupp),
+            _ => inc(&s.status_ioerr),
+        }
+        if mem.write_obj(status, status_addr).is_err() {
+            inc(&s.bad_address);
+            return 0;
+        }
+        used
+    }
+
+    fn count_type(&self, t: u32) {
+        let s = self.qstats();
+        match RequestType::from_raw(t) {
+            Some(RequestType::In) => inc(&s.req_in),
+            Some(RequestType::Out) => inc(&s.req_out),
+            Some(RequestType::Flush) => inc(&s.req_flush),
+            Some(RequestType::GetId) => inc(&s.req_get_id),
+            Some(RequestType::Discard) => inc(&s.req_discard),
+            Some(RequestType::WriteZeroes) => inc(&s.req_write_zeroes),
+            None => inc(&s.req_unsupported),
+        }
+    }
+
+    /// Parse and validate one chain; queue its storage I/O, or complete it at
+    /// once (returns `(head, used_len)`).
+    fn start<M: GuestMemory>(&mut self, c: &Chain, mem: &M) -> Option<(u16, u32)> {
+        let s = self.stats.clone();
+        let s = s.queue(usize::from(self.index));
+        // A chain with no room for the header or no writable status byte
+        // cannot carry an answer: return it unexecuted.
+        if c.readable_len < HEADER_LEN as u64 || c.writable_len == 0 {
+            inc(&s.malformed_chains);
+            return Some((c.head, 0));
+        }
+        let Some(status_addr) = c.writable_addr(c.writable_len - 1) else {
+            inc(&s.malformed_chains);
+            return Some((c.head, 0));
+        };
+        if !mem.check_range(status_addr, 1, vm_memory::Permissions::Write) {
+            inc(&s.malformed_chains);
+            inc(&s.bad_address);
+            return Some((c.head, 0));
+        }
+        let ioerr =
+            |this: &Self| Some((c.head, this.finish(status_addr, VIRTIO_BLK_S_IOERR, 1, mem)));
+        if let Some(e) = c.error {
+            log::debug!("queue {}: chain {}: {e}", self.index, c.head);
+            return ioerr(self);
+        }
+        let mut reader = c.reader();
+        let mut hdr = [0u8; HEADER_LEN];
+        if reader.read_exact(mem, &mut hdr).is_err() {
+            inc(&s.bad_address);
+            return ioerr(self);
+        }
+        let header = Header::parse(&hdr);
+        self.count_type(header.request_type);
+        let req = match validate(
+            &header,
+            reader.remaining(),
+            c.writable_len - 1,
+            &self.limits,
+        ) {
+            Ok(r) => r,
+            Err(Reject { status, reason }) => {
+                log::debug!(
+                    "queue {}: request {:?} rejected: {reason}",
+                    self.index,
+                    header
+                );
+                return Some((c.head, self.finish(status_addr, status, 1, mem)));
+            }
+        };
+        let token = self.pending.len() as u64;
+        let mut p = Pending {
+            head: c.head,
+            status_addr,
+            used_ok: 1,
+            status: VIRTIO_BLK_S_OK,
+            outstanding: 0,
+            kind: RequestType::from_raw(header.request_type),
+            expect: 0,
+        };
+        let mut ops: Vec<IoRequest> = Vec::new();
+        match req {
+            Request::In { offset, len } | Request::Out { offset, len } => {
+                let mut iovecs = Vec::new();
+                let read = matches!(req, Request::In { .. });
+                let r = if read {
+                    c.writer(1).iovecs(mem, len, &mut iovecs)
+                } else {
+                    reader.iovecs(mem, len, &mut iovecs)
+                };
+                if let Err(e) = r {
+                    debug_assert_eq!(e, ChainError::BadAddress);
+                    inc(&s.bad_address);
+                    return ioerr(self);
+                }
+                if len == 0 {
+                    return Some((c.head, self.finish(status_addr, VIRTIO_BLK_S_OK, 1, mem)));
+                }
+                p.expect = len;
+                if read {
+                    // u32 is safe: Chain::collect flags chains over 4 GiB.
+                    p.used_ok = u32::try_from(len + 1).unwrap_or(u32::MAX);
+                }
+                ops.push(IoRequest {
+                    op: if read { IoOp::Read } else { IoOp::Write },
+                    offset,
+                    len,
+                    iovecs,
+                    token,
+                });
+            }
+            Request::Flush => ops.push(IoRequest {
+                op: IoOp::Flush,
+                offset: 0,
+                len: 0,
+                iovecs: Vec::new(),
+                token,
+            }),
+            Request::GetId { len } => {
+                let mut w = c.writer(1);
+                if w.write_all(mem, &self.serial[..len as usize]).is_err() {
+                    inc(&s.bad_address);
+                    return ioerr(self);
+                }
+                return Some((
+                    c.head,
+                    self.finish(status_addr, VIRTIO_BLK_S_OK, len as u32 + 1, mem),
+                ));
+            }
+            Request::Discard { segments } | Request::WriteZeroes { segments } => {
+                let discard = matches!(req, Request::Discard { .. });
+                for _ in 0..segments {
+                    let mut b = [0u8; SEGMENT_LEN];
+                    if reader.read_exact(mem, &mut b).is_err() {
+                        inc(&s.bad_address);
+                        return ioerr(self);
+                    }
+                    let seg = Segment::parse(&b);
+                    match seg.check(discard, &self.limits) {
+                        Ok((offset, len)) if len > 0 => ops.push(IoRequest {
+                            op: if discard {
+                                IoOp::Discard
+                            } else {
+                                IoOp::WriteZeroes
+                            },
+                            offset,
+                            len,
+                            iovecs: Vec::new(),
+                            token,
+                        }),
+                        Ok(_) => {}
+                        Err(Reject { status, .. }) => {
+                            return Some((c.head, self.finish(status_addr, status, 1, mem)));
+                        }
+                    }
+                }
+                if ops.is_empty() {
+                    return Some((c.head, self.finish(status_addr, VIRTIO_BLK_S_OK, 1, mem)));
+                }
+            }
+        }
+        p.outstanding = ops.len() as u32;
+        self.pending.push(p);
+        for op in ops {
+            add(&s.backend_ios, 1);
+            // SAFETY: the iovecs point into `mem`, which the caller of
+            // `process` keeps alive until `process` returns; every request is
+            // reaped (reap_all) before then.
+            unsafe { self.engine.push(op) };
+        }
+        None
+    }
+}
