@@ -1,0 +1,301 @@
+//! Host-side integration: a real vhost-user front end (libblkio's
+//! `virtio-blk-vhost-user` driver, no VM) against `vblk serve`.
+
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use blkio::{Blkio, Blkioq, Completion, ReqFlags};
+
+struct Daemon {
+    child: Child,
+    sock: PathBuf,
+    ctl: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, image: &Path, extra: &[&str]) -> Daemon {
+        let sock = dir.join("vblk.sock");
+        let ctl = dir.join("vblk.ctl");
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vblk"));
+        cmd.arg("serve")
+            .arg("--image")
+            .arg(image)
+            .arg("--vhost-user")
+            .arg(&sock)
+            .arg("--control")
+            .arg(&ctl)
+            .args(extra)
+            .stdin(Stdio::null());
+        let child = cmd.spawn().expect("start vblk");
+        let d = Daemon { child, sock, ctl };
+        let t = Instant::now();
+        while !d.sock.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "vblk did not create its socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "vblk did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+            .args(["stats", "--json", "--socket"])
+            .arg(&self.ctl)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    b: Blkio,
+    q: Blkioq,
+    buf: *mut u8,
+    buf_len: usize,
+}
+
+impl Client {
+    fn connect(sock: &Path, num_queues: i32) -> Client {
+        Self::connect_ro(sock, num_queues, false)
+    }
+
+    fn connect_ro(sock: &Path, num_queues: i32, read_only: bool) -> Client {
+        let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
+        b.set_str("path", sock.to_str().unwrap()).unwrap();
+        if read_only {
+            b.set_bool("read-only", true).unwrap();
+        }
+        b.connect().unwrap();
+        b.set_i32("num-queues", num_queues).unwrap();
+        let mut out = b.start().unwrap();
+        let q = out.queues.remove(0);
+        let region = b.alloc_mem_region(1 << 20).unwrap();
+        b.map_mem_region(&region).unwrap();
+        Client {
+            b,
+            q,
+            buf: region.addr as *mut u8,
+            buf_len: region.len,
+        }
+    }
+
+    fn buf(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.buf_len);
+        // SAFETY: the region is mapped, owned by this client and `len` bytes long at least.
+        unsafe { std::slice::from_raw_parts_mut(self.buf, len) }
+    }
+
+    fn wait(&mut self) -> i32 {
+        let mut c = [MaybeUninit::<Completion>::uninit()];
+        let mut timeout = Duration::from_secs(10);
+        let n = self.q.do_io(&mut c, 1, Some(&mut timeout), None).unwrap();
+        assert_eq!(n, 1, "no completion within 10 s");
+        // SAFETY: do_io initialised one completion.
+        unsafe { c[0].assume_init_ref() }.ret
+    }
+
+    fn write(&mut self, off: u64, data: &[u8]) -> i32 {
+        self.buf(data.len()).copy_from_slice(data);
+        self.q
+            .write(off, self.buf, data.len(), 0, ReqFlags::empty());
+        self.wait()
+    }
+
+    fn read(&mut self, off: u64, len: usize) -> Result<Vec<u8>, i32> {
+        self.buf(len).fill(0xee);
+        self.q.read(off, self.buf, len, 0, ReqFlags::empty());
+        match self.wait() {
+            0 => Ok(self.buf(len).to_vec()),
+            e => Err(e),
+        }
+    }
+
+    fn flush(&mut self) -> i32 {
+        self.q.flush(0, ReqFlags::empty());
+        self.wait()
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+const SIZE: u64 = 16 << 20;
+
+#[test]
+fn write_read_flush_and_bytes_land_in_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let d = Daemon::start(dir.path(), &img, &["--size", "16M", "--num-queues", "2"]);
+    let mut c = Client::connect(&d.sock, 1);
+    assert_eq!(c.b.get_u64("capacity").unwrap(), SIZE);
+    assert_eq!(c.b.get_i32("max-queues").unwrap(), 2);
+    let offsets = [0u64, 4096 * 100, SIZE / 2 + 512, SIZE - 8192, SIZE - 512];
+    for (i, off) in offsets.iter().enumerate() {
+        let len = if *off == SIZE - 512 { 512 } else { 4096 };
+        assert_eq!(c.write(*off, &pattern(i as u8, len)), 0, "write at {off}");
+    }
+    for (i, off) in offsets.iter().enumerate() {
+        let len = if *off == SIZE - 512 { 512 } else { 4096 };
+        assert_eq!(
+            c.read(*off, len).unwrap(),
+            pattern(i as u8, len),
+            "read back at {off}"
+        );
+    }
+    assert_eq!(c.flush(), 0);
+    // Past the end: must fail, and the device keeps serving.
+    assert!(c.read(SIZE, 512).is_err(), "read past the end succeeded");
+    assert!(
+        c.read(SIZE - 512, 1024).is_err(),
+        "read straddling the end succeeded"
+    );
+    assert!(
+        c.write(SIZE, &[1u8; 512]) != 0,
+        "write past the end succeeded"
+    );
+    assert_eq!(c.read(0, 512).unwrap(), pattern(0, 512));
+
+    let s = d.stats();
+    let q0 = &s["queues"][0];
+    assert!(q0["req_out"].as_u64().unwrap() >= 5);
+    assert!(q0["status_ioerr"].as_u64().unwrap() >= 3);
+    assert_eq!(q0["req_flush"].as_u64().unwrap(), 1);
+    assert!(q0["notify_eventfd"].as_u64().unwrap() > 0);
+    drop(c);
+
+    let st = d.stop();
+    assert!(st.success(), "vblk exited with {st}");
+    assert!(!dir.path().join("vblk.sock").exists(), "socket not removed");
+    let bytes = std::fs::read(&img).unwrap();
+    assert_eq!(bytes.len() as u64, SIZE);
+    for (i, off) in offsets.iter().enumerate() {
+        let len = if *off == SIZE - 512 { 512 } else { 4096 };
+        assert_eq!(
+            &bytes[*off as usize..*off as usize + len],
+            &pattern(i as u8, len)[..],
+            "image bytes at {off}"
+        );
+    }
+    assert!(bytes[4096..8192].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn reconnect_without_restart_and_readonly() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, pattern(7, 1 << 20)).unwrap();
+    let d = Daemon::start(dir.path(), &img, &[]);
+    for round in 0..3 {
+        let mut c = Client::connect(&d.sock, 1);
+        assert_eq!(
+            c.read(4096, 4096).unwrap(),
+            pattern(7, 1 << 20)[4096..8192].to_vec(),
+            "round {round}"
+        );
+        assert_eq!(c.write(0, &pattern(round, 512)), 0);
+        drop(c);
+    }
+    let s = d.stats();
+    assert_eq!(s["device"]["connections"].as_u64().unwrap(), 3);
+    assert!(d.stop().success());
+
+    let d = Daemon::start(dir.path(), &img, &["--readonly"]);
+    // libblkio sees VIRTIO_BLK_F_RO and refuses a read-write start.
+    let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
+    b.set_str("path", d.sock.to_str().unwrap()).unwrap();
+    b.connect().unwrap();
+    let err = b
+        .start()
+        .err()
+        .expect("read-write start of a read-only export succeeded");
+    assert!(err.message().contains("read-only"), "{}", err.message());
+    drop(b);
+    let mut c = Client::connect_ro(&d.sock, 1, true);
+    let before = std::fs::read(&img).unwrap();
+    assert_eq!(c.read(0, 512).unwrap(), pattern(2, 512));
+    drop(c);
+    assert!(d.stop().success());
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        before,
+        "read-only image changed"
+    );
+}
+
+#[test]
+fn clear_errors_for_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let img = dir.path().join("x.img");
+    let sock = dir.path().join("s.sock");
+    let (ok, err) = run(&[
+        "serve",
+        "--image",
+        img.to_str().unwrap(),
+        "--vhost-user",
+        sock.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("x.img") && err.contains("--size"),
+        "{err}"
+    );
+    let (ok, err) = run(&[
+        "serve",
+        "--image",
+        img.to_str().unwrap(),
+        "--size",
+        "1000",
+        "--vhost-user",
+        sock.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("multiple of 512"), "{err}");
+    let (ok, err) = run(&["serve", "--image", img.to_str().unwrap()]);
+    assert!(!ok && err.contains("--vhost-user"), "{err}");
+    let (ok, _) = run(&["serve", "--help"]);
+    assert!(ok);
+}
