@@ -173,7 +173,7 @@ pub fn check_size(size: u64) -> Result<(), String> {
     if size == 0 {
         return Err("size must not be 0".into());
     }
-    if size % 512 != 0 {
+    if !size.is_multiple_of(512) {
         return Err(format!("size {size} is not a multiple of 512 bytes"));
     }
     Ok(())

@@ -261,7 +261,7 @@ mod tests {
     use super::*;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::{GuestMemoryBackend, GuestMemoryMmap};
+    use vm_memory::GuestMemoryMmap;
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[

@@ -188,7 +188,7 @@ pub fn validate(
             if readable_data != 0 {
                 return Err(ioerr("IN request with device-readable data"));
             }
-            if writable_data % SECTOR_SIZE != 0 {
+            if !writable_data.is_multiple_of(SECTOR_SIZE) {
                 return Err(ioerr("data length is not a multiple of 512"));
             }
             let offset = check_range(header.sector, writable_data, limits.capacity)?;
@@ -201,7 +201,7 @@ pub fn validate(
             if writable_data != 0 {
                 return Err(ioerr("OUT request with device-writable data"));
             }
-            if readable_data % SECTOR_SIZE != 0 {
+            if !readable_data.is_multiple_of(SECTOR_SIZE) {
                 return Err(ioerr("data length is not a multiple of 512"));
             }
             let offset = check_range(header.sector, readable_data, limits.capacity)?;
@@ -239,7 +239,7 @@ pub fn validate(
             if writable_data != 0 {
                 return Err(ioerr("DISCARD/WRITE_ZEROES with device-writable data"));
             }
-            if readable_data == 0 || readable_data % SEGMENT_LEN as u64 != 0 {
+            if readable_data == 0 || !readable_data.is_multiple_of(SEGMENT_LEN as u64) {
                 return Err(ioerr("segment data is not a multiple of 16 bytes"));
             }
             let segments = readable_data / SEGMENT_LEN as u64;
