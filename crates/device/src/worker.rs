@@ -45,7 +45,29 @@ pub struct QueueWorker {
     stats: Arc<Stats>,
     pending: Vec<Pending>,
     completions: Vec<IoCompletion>,
+    /// Storage operations of the current batch, before merging; each
+    /// one's token is the index of its request in `pending`.
+    planned: Vec<IoRequest>,
+    /// Operations handed to the engine; a completion's token indexes this.
+    inflight: Vec<InflightOp>,
+    /// Largest merged I/O.
+    merge_max_bytes: u64,
 }
+
+/// One engine operation: a single request's, or several adjacent requests'
+/// merged into one.
+#[derive(Debug)]
+struct InflightOp {
+    /// The original per-request operations (token = index in `pending`).
+    members: Vec<IoRequest>,
+    /// Bytes the merged operation must transfer.
+    expect: u64,
+}
+
+/// `IOV_MAX`: the most iovecs one preadv/pwritev (or io_uring readv) takes.
+const IOV_MAX: usize = 1024;
+/// Default cap on a merged I/O.
+pub const MERGE_MAX_BYTES: u64 = 1 << 20;
 
 impl QueueWorker {
     pub fn new(
@@ -63,7 +85,15 @@ impl QueueWorker {
             stats,
             pending: Vec::new(),
             completions: Vec::new(),
+            planned: Vec::new(),
+            inflight: Vec::new(),
+            merge_max_bytes: MERGE_MAX_BYTES,
         }
+    }
+
+    /// Cap merged reads/writes at `bytes` (0 disables merging).
+    pub fn set_merge_max_bytes(&mut self, bytes: u64) {
+        self.merge_max_bytes = bytes;
     }
 
     pub fn index(&self) -> u16 {
@@ -157,12 +187,8 @@ impl QueueWorker {
                 immediate.push(done);
             }
         }
-        if self.engine.in_flight() > 0 {
-            inc(&self.qstats().submits);
-            if let Err(e) = self.engine.submit() {
-                log::warn!("queue {qi}: submit failed: {e}");
-            }
-            self.reap_all();
+        if !self.planned.is_empty() {
+            self.submit_planned();
         }
         // Publish: failed validations first (cheap), then executed requests.
         for (head, len) in immediate {
@@ -178,7 +204,57 @@ impl QueueWorker {
         Ok(n)
     }
 
-    fn reap_all(&mut self) {
+    /// Merge adjacent reads (and adjacent writes) of the batch, hand
+    /// everything to the engine in one submission, and wait for it all. A
+    /// merged I/O that fails is retried request by request, so each request
+    /// gets its own status.
+    fn submit_planned(&mut self) {
+        let qi = self.index;
+        let planned = std::mem::take(&mut self.planned);
+        let mut ops = merge(planned, self.merge_max_bytes);
+        let mut round = 0;
+        while !ops.is_empty() {
+            round += 1;
+            self.inflight.clear();
+            let s = self.stats.clone();
+            let s = s.queue(usize::from(qi));
+            for (req, members) in ops.drain(..) {
+                let expect = req.len;
+                if members.len() > 1 {
+                    add(&s.merged, members.len() as u64 - 1);
+                }
+                let token = self.inflight.len() as u64;
+                self.inflight.push(InflightOp { members, expect });
+                add(&s.backend_ios, 1);
+                // SAFETY: the iovecs point into the guest memory that the
+                // caller of `process` keeps alive until `process` returns;
+                // every operation is reaped below before then.
+                unsafe {
+                    self.engine.push(IoRequest { token, ..req });
+                }
+            }
+            inc(&s.submits);
+            if let Err(e) = self.engine.submit() {
+                log::warn!("queue {qi}: submit failed: {e}");
+            }
+            let retry = self.reap_all();
+            if round >= 2 {
+                // Members are single requests by now; nothing left to split.
+                debug_assert!(retry.is_empty());
+                break;
+            }
+            ops = retry
+                .into_iter()
+                .map(|m| (clone_req(&m), vec![m]))
+                .collect();
+        }
+        self.inflight.clear();
+    }
+
+    /// Reap everything in flight. Returns the member requests of failed
+    /// merged operations, to be retried one by one.
+    fn reap_all(&mut self) -> Vec<IoRequest> {
+        let mut retry = Vec::new();
         while self.engine.in_flight() > 0 {
             let want = self.engine.in_flight();
             if let Err(e) = self.engine.reap(&mut self.completions, want) {
@@ -186,36 +262,73 @@ impl QueueWorker {
                 break;
             }
             for c in std::mem::take(&mut self.completions) {
-                let Some(p) = usize::try_from(c.token)
+                let Some(op) = usize::try_from(c.token)
                     .ok()
-                    .and_then(|i| self.pending.get_mut(i))
+                    .and_then(|i| self.inflight.get_mut(i))
                 else {
                     continue;
                 };
-                p.outstanding = p.outstanding.saturating_sub(1);
-                match c.result {
-                    Ok(n) if p.expect == 0 || n == p.expect => {}
-                    Ok(n) => {
-                        log::warn!("queue {}: short I/O: {n} of {} bytes", self.index, p.expect);
-                        p.status = VIRTIO_BLK_S_IOERR;
-                    }
-                    Err(errno) => {
-                        log::warn!(
-                            "queue {}: storage error on {:?}: {}",
-                            self.index,
-                            p.kind,
-                            std::io::Error::from_raw_os_error(errno)
-                        );
-                        p.status = VIRTIO_BLK_S_IOERR;
-                    }
+                let members = std::mem::take(&mut op.members);
+                let expect = op.expect;
+                let ok = matches!(c.result, Ok(n) if n == expect || expect == 0);
+                if !ok && members.len() > 1 {
+                    log::debug!(
+                        "queue {}: merged I/O failed ({:?}); retrying its {} requests",
+                        self.index,
+                        c.result,
+                        members.len()
+                    );
+                    retry.extend(members);
+                    continue;
+                }
+                for m in &members {
+                    let one = if members.len() > 1 { m.len } else { expect };
+                    let res = if members.len() > 1 {
+                        c.result.map(|_| m.len)
+                    } else {
+                        c.result
+                    };
+                    self.complete_op(m.token, res, one);
                 }
             }
         }
         // Anything the engine lost is an error, never a hang.
-        for p in &mut self.pending {
-            if p.outstanding > 0 {
+        for op in &mut self.inflight {
+            for m in op.members.drain(..) {
+                if let Some(p) = usize::try_from(m.token)
+                    .ok()
+                    .and_then(|i| self.pending.get_mut(i))
+                {
+                    p.status = VIRTIO_BLK_S_IOERR;
+                    p.outstanding = 0;
+                }
+            }
+        }
+        retry
+    }
+
+    fn complete_op(&mut self, pending: u64, result: Result<u64, i32>, expect: u64) {
+        let qi = self.index;
+        let Some(p) = usize::try_from(pending)
+            .ok()
+            .and_then(|i| self.pending.get_mut(i))
+        else {
+            return;
+        };
+        p.outstanding = p.outstanding.saturating_sub(1);
+        match result {
+            Ok(n) if expect == 0 || n == expect => {}
+            Ok(n) => {
+                log::warn!("queue {qi}: short I/O: {n} of {expect} bytes");
                 p.status = VIRTIO_BLK_S_IOERR;
-                p.outstanding = 0;
+            }
+            Err(errno) => {
+                log::warn!(
+                    "queue {qi}: storage error on {:?}: {}",
+                    p.kind,
+                    std::io::Error::from_raw_os_error(errno)
+                );
+                p.status = VIRTIO_BLK_S_IOERR;
             }
         }
     }
@@ -436,13 +549,109 @@ impl QueueWorker {
         }
         p.outstanding = ops.len() as u32;
         self.pending.push(p);
-        for op in ops {
-            add(&s.backend_ios, 1);
-            // SAFETY: the iovecs point into `mem`, which the caller of
-            // `process` keeps alive until `process` returns; every request is
-            // reaped (reap_all) before then.
-            unsafe { self.engine.push(op) };
-        }
+        self.planned.append(&mut ops);
         None
+    }
+}
+
+fn clone_req(r: &IoRequest) -> IoRequest {
+    IoRequest {
+        op: r.op,
+        offset: r.offset,
+        len: r.len,
+        iovecs: r.iovecs.clone(),
+        token: r.token,
+    }
+}
+
+/// Merge a batch's operations: reads with reads and writes with writes whose
+/// byte ranges are contiguous, bounded by `IOV_MAX` iovecs and `max_bytes`.
+/// Returns (operation to submit, the original operations it covers).
+fn merge(mut planned: Vec<IoRequest>, max_bytes: u64) -> Vec<(IoRequest, Vec<IoRequest>)> {
+    let mut out: Vec<(IoRequest, Vec<IoRequest>)> = Vec::with_capacity(planned.len());
+    let mergeable = |r: &IoRequest| matches!(r.op, IoOp::Read | IoOp::Write);
+    if max_bytes == 0 || planned.len() < 2 {
+        return planned
+            .into_iter()
+            .map(|r| (clone_req(&r), vec![r]))
+            .collect();
+    }
+    // Order by (direction, offset) so neighbours meet; others keep their order.
+    planned.sort_by_key(|r| (!mergeable(r), r.op == IoOp::Write, r.offset));
+    for r in planned {
+        if let Some((cur, members)) = out.last_mut() {
+            let contiguous = mergeable(&r)
+                && cur.op == r.op
+                && cur.offset.checked_add(cur.len) == Some(r.offset)
+                && cur.len.saturating_add(r.len) <= max_bytes
+                && cur.iovecs.len() + r.iovecs.len() <= IOV_MAX;
+            if contiguous {
+                cur.len += r.len;
+                cur.iovecs.extend_from_slice(&r.iovecs);
+                members.push(r);
+                continue;
+            }
+        }
+        out.push((clone_req(&r), vec![r]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rq(op: IoOp, offset: u64, len: u64, token: u64) -> IoRequest {
+        IoRequest {
+            op,
+            offset,
+            len,
+            iovecs: vec![libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: len as usize,
+            }],
+            token,
+        }
+    }
+
+    #[test]
+    fn merges_contiguous_same_direction_only() {
+        let ops = vec![
+            rq(IoOp::Read, 4096, 4096, 0),
+            rq(IoOp::Write, 0, 512, 1),
+            rq(IoOp::Read, 0, 4096, 2),
+            rq(IoOp::Write, 512, 512, 3),
+            rq(IoOp::Flush, 0, 0, 4),
+            rq(IoOp::Read, 16384, 4096, 5),
+        ];
+        let m = merge(ops, 1 << 20);
+        let shape: Vec<(IoOp, u64, u64, Vec<u64>)> = m
+            .iter()
+            .map(|(r, ms)| (r.op, r.offset, r.len, ms.iter().map(|x| x.token).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (IoOp::Read, 0, 8192, vec![2, 0]),
+                (IoOp::Read, 16384, 4096, vec![5]),
+                (IoOp::Write, 0, 1024, vec![1, 3]),
+                (IoOp::Flush, 0, 0, vec![4]),
+            ]
+        );
+        assert_eq!(m[0].0.iovecs.len(), 2);
+    }
+
+    #[test]
+    fn merge_respects_caps() {
+        let ops: Vec<_> = (0..8).map(|i| rq(IoOp::Read, i * 4096, 4096, i)).collect();
+        let m = merge(ops, 8192);
+        assert_eq!(m.len(), 4);
+        assert!(m.iter().all(|(r, ms)| r.len == 8192 && ms.len() == 2));
+        let ops: Vec<_> = (0..8).map(|i| rq(IoOp::Read, i * 4096, 4096, i)).collect();
+        assert_eq!(merge(ops, 0).len(), 8);
+        let ops: Vec<_> = (0..2000).map(|i| rq(IoOp::Read, i * 512, 512, i)).collect();
+        let m = merge(ops, u64::MAX);
+        assert!(m.iter().all(|(r, _)| r.iovecs.len() <= IOV_MAX));
+        assert_eq!(m.len(), 2);
     }
 }
