@@ -87,6 +87,8 @@ impl Interrupt for CallFd<'_> {
 
 struct QueueState {
     worker: QueueWorker,
+    /// Current busy-poll window (adaptive, at most `Options::poll`).
+    poll_window: Duration,
     /// The ring is broken (the core refused it); ignore kicks until reset.
     broken: bool,
 }
@@ -113,6 +115,7 @@ impl BlkBackend {
                 device.worker(i).map(|worker| {
                     Mutex::new(QueueState {
                         worker,
+                        poll_window: opts.poll,
                         broken: false,
                     })
                 })
@@ -170,7 +173,10 @@ impl BlkBackend {
             if queue.disable_notification(&*mem).is_err() {
                 return Ok(());
             }
-            let deadline = Instant::now() + poll;
+            // Adaptive window: a poll that finds work doubles it (up to
+            // --poll-us), one that times out halves it (down to 1/16), so an
+            // idle queue does not burn a core.
+            let deadline = Instant::now() + qs.poll_window;
             let mut found = false;
             while Instant::now() < deadline {
                 if vblk_queue::has_pending(queue, &*mem).unwrap_or(false) {
@@ -179,6 +185,11 @@ impl BlkBackend {
                 }
                 std::hint::spin_loop();
             }
+            qs.poll_window = if found {
+                (qs.poll_window * 2).min(poll)
+            } else {
+                (qs.poll_window / 2).max(poll / 16)
+            };
             if !found {
                 // Re-arm kicks; a chain that raced in is served at once.
                 match queue.enable_notification(&*mem) {
