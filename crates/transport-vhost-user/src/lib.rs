@@ -134,12 +134,10 @@ impl BlkBackend {
         })
     }
 
-    fn serve_queue(&self, index: usize, vrings: &[VringRwLock]) -> io::Result<()> {
+    /// Serve queue `index`, whose vring is `vring`.
+    fn serve_queue(&self, index: usize, vring: &VringRwLock) -> io::Result<()> {
         let inner = &self.inner;
         let Some(qs) = inner.queues.get(index) else {
-            return Ok(());
-        };
-        let Some(vring) = vrings.get(index) else {
             return Ok(());
         };
         let Some(atomic) = inner.mem.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
@@ -271,19 +269,37 @@ impl VhostUserBackend for BlkBackend {
         device_event: u16,
         evset: EventSet,
         vrings: &[VringRwLock],
-        _thread_id: usize,
+        thread_id: usize,
     ) -> io::Result<()> {
         log::trace!("queue event {device_event} {evset:?}");
         if evset != EventSet::IN {
             return Ok(());
         }
-        let index = usize::from(device_event);
+        // `device_event` is the position of the vring among this thread's
+        // vrings (`vrings`), not the queue index: map it back.
+        let Some(index) = queue_of(
+            &self.queues_per_thread(),
+            thread_id,
+            usize::from(device_event),
+        ) else {
+            return Ok(());
+        };
+        let Some(vring) = vrings.get(usize::from(device_event)) else {
+            return Ok(());
+        };
         if index >= self.inner.queues.len() {
             return Ok(());
         }
         stats::inc(&self.inner.device.stats().queue(index).notify_eventfd);
-        self.serve_queue(index, vrings)
+        self.serve_queue(index, vring)
     }
+}
+
+/// The queue index of the `nth` vring served by thread `thread` under the
+/// `queues_per_thread` masks.
+fn queue_of(masks: &[u64], thread: usize, nth: usize) -> Option<usize> {
+    let mask = *masks.get(thread)?;
+    (0..64).filter(|b| mask & (1u64 << b) != 0).nth(nth)
 }
 
 /// Serve `device` on a vhost-user socket until `shutdown` is set. One front
@@ -340,4 +356,20 @@ pub fn serve(
 /// Wake a `serve` loop blocked in accept (used on shutdown).
 pub fn wake(socket: &Path) {
     let _ = UnixStream::connect(socket);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_of;
+
+    #[test]
+    fn thread_local_event_maps_to_queue() {
+        let one_each = [1, 2, 4, 8];
+        assert_eq!(queue_of(&one_each, 2, 0), Some(2));
+        assert_eq!(queue_of(&one_each, 2, 1), None);
+        let shared = [0b0101, 0b1010];
+        assert_eq!(queue_of(&shared, 0, 1), Some(2));
+        assert_eq!(queue_of(&shared, 1, 1), Some(3));
+        assert_eq!(queue_of(&shared, 5, 0), None);
+    }
 }
