@@ -380,3 +380,22 @@ fn two_queues_with_polling_and_a_batch_of_32() {
         );
     }
 }
+
+#[test]
+fn sigterm_with_a_connected_front_end_flushes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let d = Daemon::start(dir.path(), &img, &["--size", "4M"]);
+    let mut c = Client::connect(&d.sock, 1);
+    assert_eq!(c.write(8192, &pattern(9, 4096)), 0);
+    // The front end is still connected when the signal arrives.
+    let st = d.stop();
+    assert!(st.success(), "exit status {st}");
+    assert!(!dir.path().join("vblk.sock").exists());
+    assert!(!dir.path().join("vblk.ctl").exists());
+    drop(c);
+    assert_eq!(
+        &std::fs::read(&img).unwrap()[8192..12288],
+        &pattern(9, 4096)[..]
+    );
+}
