@@ -38,6 +38,7 @@ pub struct FileBackend {
     size: u64,
     opts: FileOptions,
     block_device: bool,
+    warned_uring: std::sync::atomic::AtomicBool,
 }
 
 fn ctx(path: &Path, what: &str, e: io::Error) -> io::Error {
@@ -151,6 +152,7 @@ impl FileBackend {
             size: size - size % 512,
             opts,
             block_device,
+            warned_uring: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -283,10 +285,14 @@ impl Backend for FileBackend {
         if self.opts.io_uring {
             match crate::uring::UringEngine::new(self.file.clone(), 256) {
                 Ok(e) => return Ok(Box::new(e)),
-                Err(e) => log::warn!(
-                    "{}: io_uring unavailable ({e}); using synchronous preadv/pwritev",
-                    self.path.display()
-                ),
+                Err(e) => {
+                    if !self.warned_uring.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        log::warn!(
+                            "{}: io_uring unavailable ({e}); using synchronous preadv/pwritev",
+                            self.path.display()
+                        )
+                    }
+                }
             }
         }
         let file = self.file.clone();

@@ -341,6 +341,9 @@ pub fn serve(
         }
         match daemon.wait() {
             Ok(()) => log::info!("vhost-user: front end disconnected"),
+            Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+            )) => log::info!("vhost-user: front end disconnected"),
             Err(e) => log::warn!("vhost-user: connection ended: {e}"),
         }
         *handle.lock().unwrap_or_else(|e| e.into_inner()) = None;
