@@ -316,11 +316,7 @@ fn serve_vfio_user(
     socket: &Path,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let _ = (device, shutdown);
-    Err(format!(
-        "{}: the vfio-user transport is not built yet",
-        socket.display()
-    ))
+    vblk_transport_pci::serve(device, socket, shutdown).map_err(|e| e.to_string())
 }
 
 fn stats(a: StatsArgs) -> Result<(), String> {
