@@ -286,7 +286,10 @@ impl Backend for FileBackend {
             match crate::uring::UringEngine::new(self.file.clone(), 256) {
                 Ok(e) => return Ok(Box::new(e)),
                 Err(e) => {
-                    if !self.warned_uring.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    if !self
+                        .warned_uring
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
                         log::warn!(
                             "{}: io_uring unavailable ({e}); using synchronous preadv/pwritev",
                             self.path.display()
