@@ -19,7 +19,11 @@ use crate::stats::{add, inc, QueueStats, Stats};
 pub enum QueueError {
     #[error("virtqueue {0}: {1}")]
     Ring(u16, virtio_queue::Error),
+    #[error("virtqueue {0}: the driver made descriptor {1} available, past the queue size")]
+    BadHead(u16, u16),
 }
+
+const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
 
 /// A request between submission and completion.
 #[derive(Debug)]
@@ -144,10 +148,23 @@ impl QueueWorker {
         mem: &M,
         irq: &dyn Interrupt,
     ) -> Result<(), QueueError> {
-        if queue
-            .needs_notification(mem)
-            .map_err(|e| QueueError::Ring(self.index, e))?
-        {
+        let needed = if queue.event_idx_enabled() {
+            // EVENT_IDX: interrupt only when the used index passes `used_event`.
+            queue
+                .needs_notification(mem)
+                .map_err(|e| QueueError::Ring(self.index, e))?
+        } else {
+            // "If flags is 1, the device SHOULD NOT send a notification"
+            // (virtio 1.2, 2.7.7.2: VRING_AVAIL_F_NO_INTERRUPT). virtio-queue
+            // does not implement the flag, so read it here, after the used
+            // ring writes are visible.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let flags: u16 = mem
+                .read_obj(GuestAddress(queue.avail_ring()))
+                .map_err(|e| QueueError::Ring(self.index, virtio_queue::Error::GuestMemory(e)))?;
+            u16::from_le(flags) & VRING_AVAIL_F_NO_INTERRUPT == 0
+        };
+        if needed {
             inc(&self.qstats().interrupts);
             if let Err(e) = irq.trigger(InterruptKind::Queue(self.index)) {
                 log::warn!("queue {}: interrupt failed: {e}", self.index);
@@ -174,6 +191,12 @@ impl QueueWorker {
                 let head = dc.head_index();
                 chains.push(Chain::collect(head, dc));
             }
+        }
+        // A head index past the queue cannot be returned on the used ring:
+        // the ring is broken ("Guest says index is available", QEMU).
+        let size = queue.size();
+        if let Some(c) = chains.iter().find(|c| c.head >= size) {
+            return Err(QueueError::BadHead(qi, c.head));
         }
         if chains.is_empty() {
             return Ok(0);
