@@ -265,7 +265,7 @@ impl PciFunction {
         self.irq
             .set_intx_disabled(cmd & pci::COMMAND_INTX_DISABLE != 0);
         let ctrl = self.cfg.u16_at(CAP_MSIX + 2);
-        if (off..off + data.len()).contains(&(CAP_MSIX + 3)) {
+        if (off..off.saturating_add(data.len())).contains(&(CAP_MSIX + 3)) {
             self.irq.set_msix_control(
                 ctrl & msix::CTRL_ENABLE != 0,
                 ctrl & msix::CTRL_FUNCTION_MASK != 0,
