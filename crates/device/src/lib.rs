@@ -17,6 +17,8 @@ use std::sync::Arc;
 use vblk_backend::Backend;
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod stats;
 pub mod worker;
 
