@@ -31,6 +31,12 @@ for mode in $MODES; do
     "$HERE/run-guest.sh" --transport vfio-user --mode "$mode" --socket "$SOCK" --serial "$SERIAL" \
         --log "$W/guest-$mode.log" --test write
     "$VBLK" stats --socket "$CTL" --json >"$W/stats-$mode.json"
+    if [ "$mode" = modern ]; then
+        # A second client on the same daemon: the first one's disconnect was
+        # cleaned up, and the data is still there.
+        "$HERE/run-guest.sh" --transport vfio-user --mode "$mode" --socket "$SOCK" --serial "$SERIAL" \
+            --log "$W/guest-$mode-verify.log" --test verify
+    fi
     kill -TERM "$PID"; wait "$PID" || { echo "vblk exited with $? on SIGTERM" >&2; exit 1; }
     PID=""
     python3 - "$mode" "$IMG" "$W/stats-$mode.json" "$W/guest-$mode.log" <<'PY'
