@@ -78,10 +78,19 @@ kernel() {
     touch "$dest/.vblk-ready"
 }
 
+# fio, in the bookworm chroot: the reference for the io_uring backend and the
+# guest-side benchmark (the chroot's loader runs it, like QEMU).
+extras() {
+    local root=$CACHE/bookworm
+    [ -x "$root/usr/bin/fio" ] && return 0
+    log "installing fio into the bookworm chroot"
+    chroot_apt "$root" apt-get install -y -qq --no-install-recommends fio >/dev/null
+}
+
 need_host_pkg debootstrap
 which=${1:-all}
 case "$which" in
-    bookworm) make_chroot bookworm "$CACHE/bookworm" ""; kernel ;;
+    bookworm) make_chroot bookworm "$CACHE/bookworm" ""; kernel; extras ;;
     trixie) make_chroot trixie "$CACHE/trixie" trixie-backports ;;
     all)
         make_chroot bookworm "$CACHE/bookworm" "" &
@@ -89,7 +98,8 @@ case "$which" in
         make_chroot trixie "$CACHE/trixie" trixie-backports &
         t=$!
         wait $b; wait $t
-        kernel ;;
+        kernel
+        extras ;;
     *) echo "usage: $0 [all|bookworm|trixie]" >&2; exit 2 ;;
 esac
 log "ready in $CACHE"
