@@ -96,6 +96,9 @@ struct ServeArgs {
     /// I/O engine for the image file (io-uring falls back to threads where unavailable).
     #[arg(long, value_enum, default_value_t = Aio::IoUring)]
     aio: Aio,
+    /// vhost-user worker threads; queue i is served by thread i % N (default: one per queue).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Busy-poll the avail ring for up to N microseconds before sleeping (0 = off).
     #[arg(long, default_value_t = 0, value_name = "N")]
     poll_us: u64,
@@ -290,6 +293,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let result = if let Some(sock) = &a.vhost_user {
         let opts = vblk_transport_vhost_user::Options {
             poll: Duration::from_micros(a.poll_us),
+            threads: a.threads.unwrap_or(0),
         };
         vblk_transport_vhost_user::serve(device.clone(), sock, opts, shutdown.clone(), vu_handle)
             .map_err(|e| e.to_string())

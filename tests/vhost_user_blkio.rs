@@ -307,7 +307,16 @@ fn two_queues_with_polling_and_a_batch_of_32() {
     let d = Daemon::start(
         dir.path(),
         &img,
-        &["--size", "16M", "--num-queues", "2", "--poll-us", "200"],
+        &[
+            "--size",
+            "16M",
+            "--num-queues",
+            "2",
+            "--poll-us",
+            "200",
+            "--threads",
+            "1",
+        ],
     );
     let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
     b.set_str("path", d.sock.to_str().unwrap()).unwrap();

@@ -283,7 +283,11 @@ impl Backend for FileBackend {
 
     fn engine(&self) -> io::Result<Box<dyn IoEngine>> {
         if self.opts.io_uring {
-            match crate::uring::UringEngine::new(self.file.clone(), 256) {
+            match crate::uring::UringEngine::new(
+                self.file.clone(),
+                256,
+                self.opts.cache == CacheMode::Writeback && !self.block_device,
+            ) {
                 Ok(e) => return Ok(Box::new(e)),
                 Err(e) => {
                     if !self

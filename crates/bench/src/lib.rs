@@ -155,6 +155,12 @@ fn start(
                 .arg("--control")
                 .arg(&ctl);
             c.args(["--num-queues", &queues.to_string(), "--queue-size", "1024"]);
+            // As many worker threads as the daemon has CPUs (like qsd's one
+            // event loop on its one CPU).
+            c.args(["--threads", &pinning().0.len().to_string()]);
+            if let Ok(extra) = std::env::var("VBLK_BENCH_ARGS") {
+                c.args(extra.split_whitespace());
+            }
             match backend {
                 Backend::Null => c.args(["--image", &format!("null:{DISK}")]),
                 Backend::File => {

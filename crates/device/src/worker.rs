@@ -9,7 +9,7 @@ use vblk_request::{
     validate, Header, Limits, Reject, Request, RequestType, Segment, HEADER_LEN, ID_BYTES,
     SEGMENT_LEN, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 
 use crate::stats::{add, inc, QueueStats, Stats};
 
@@ -126,6 +126,7 @@ impl QueueWorker {
         let qi = self.index;
         let err = |e| QueueError::Ring(qi, e);
         let mut total = 0usize;
+        let old = queue.next_used();
         loop {
             queue.disable_notification(mem).map_err(err)?;
             total += self.drain_once(queue, mem)?;
@@ -136,7 +137,7 @@ impl QueueWorker {
             }
         }
         if total > 0 {
-            self.maybe_interrupt(queue, mem, irq)?;
+            self.maybe_interrupt(queue, mem, irq, old)?;
         }
         Ok(total)
     }
@@ -147,12 +148,25 @@ impl QueueWorker {
         queue: &mut Queue,
         mem: &M,
         irq: &dyn Interrupt,
+        old: u16,
     ) -> Result<(), QueueError> {
         let needed = if queue.event_idx_enabled() {
-            // EVENT_IDX: interrupt only when the used index passes `used_event`.
-            queue
-                .needs_notification(mem)
-                .map_err(|e| QueueError::Ring(self.index, e))?
+            // EVENT_IDX: interrupt only if `used_event` lies in the entries
+            // this call added, (old, new] ("vring_need_event", virtio 1.2,
+            // 2.7.10). Read after the used index is visible.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let at = GuestAddress(queue.avail_ring())
+                .checked_add(4 + 2 * u64::from(queue.size()))
+                .ok_or(QueueError::Ring(
+                    self.index,
+                    virtio_queue::Error::AddressOverflow,
+                ))?;
+            let used_event =
+                u16::from_le(mem.read_obj::<u16>(at).map_err(|e| {
+                    QueueError::Ring(self.index, virtio_queue::Error::GuestMemory(e))
+                })?);
+            let new = queue.next_used();
+            new.wrapping_sub(used_event).wrapping_sub(1) < new.wrapping_sub(old)
         } else {
             // "If flags is 1, the device SHOULD NOT send a notification"
             // (virtio 1.2, 2.7.7.2: VRING_AVAIL_F_NO_INTERRUPT). virtio-queue
@@ -224,6 +238,7 @@ impl QueueWorker {
         }
         self.pending = pending;
         self.pending.clear();
+        self.publish_used(queue, mem)?;
         Ok(n)
     }
 
@@ -356,6 +371,8 @@ impl QueueWorker {
         }
     }
 
+    /// Write one used element; the used index is published once per batch
+    /// by [`Self::publish_used`].
     fn push_used<M: GuestMemory>(
         &mut self,
         queue: &mut Queue,
@@ -363,11 +380,37 @@ impl QueueWorker {
         head: u16,
         len: u32,
     ) -> Result<(), QueueError> {
-        queue
-            .add_used(mem, head, len)
-            .map_err(|e| QueueError::Ring(self.index, e))?;
+        let qi = self.index;
+        let next = queue.next_used();
+        let slot = u64::from(next % queue.size().max(1));
+        let addr = GuestAddress(queue.used_ring())
+            .checked_add(4 + 8 * slot)
+            .ok_or(QueueError::Ring(qi, virtio_queue::Error::AddressOverflow))?;
+        let mut elem = [0u8; 8];
+        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
+        mem.write_slice(&elem, addr)
+            .map_err(|e| QueueError::Ring(qi, virtio_queue::Error::GuestMemory(e)))?;
+        queue.set_next_used(next.wrapping_add(1));
         inc(&self.qstats().used_pushes);
         Ok(())
+    }
+
+    /// Make the batch's used elements visible: one store of the used index,
+    /// after the elements ("The device MUST NOT ... update idx before the
+    /// ring entries", virtio 1.2, 2.7.8.2).
+    fn publish_used<M: GuestMemory>(&self, queue: &Queue, mem: &M) -> Result<(), QueueError> {
+        let qi = self.index;
+        let addr = GuestAddress(queue.used_ring())
+            .checked_add(2)
+            .ok_or(QueueError::Ring(qi, virtio_queue::Error::AddressOverflow))?;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        mem.store(
+            u16::to_le(queue.next_used()),
+            addr,
+            std::sync::atomic::Ordering::Release,
+        )
+        .map_err(|e| QueueError::Ring(qi, virtio_queue::Error::GuestMemory(e)))
     }
 
     /// Write the status byte of a finished request; returns the used length.

@@ -45,6 +45,8 @@ pub struct Options {
     /// Busy-poll the avail ring for up to this long after a drain before
     /// going back to sleep on the kick eventfd (0 = off).
     pub poll: Duration,
+    /// Worker threads; queue i is served by thread i % threads (0 = one per queue).
+    pub threads: usize,
 }
 
 /// Maps the core's interrupt requests to a vhost-user call eventfd.
@@ -256,8 +258,19 @@ impl VhostUserBackend for BlkBackend {
     }
 
     fn queues_per_thread(&self) -> Vec<u64> {
-        // One worker thread per queue.
-        (0..self.inner.queues.len()).map(|i| 1u64 << i).collect()
+        // Queue i on thread i % threads (default: one thread per queue).
+        let n = self.inner.queues.len();
+        let t = match self.inner.opts.threads {
+            0 => n,
+            t => t.min(n),
+        };
+        (0..t)
+            .map(|th| {
+                (0..n)
+                    .filter(|q| q % t == th)
+                    .fold(0u64, |m, q| m | (1u64 << q))
+            })
+            .collect()
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
