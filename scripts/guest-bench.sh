@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Guest-side benchmark in the TCG test guest: 64 MiB sequential direct reads
+# and writes (64 KiB) and 16 MiB of 4 KiB direct reads, through
+#   vblk over vhost-user, qemu-storage-daemon over vhost-user, vblk over vfio-user.
+# TCG makes absolute guest figures meaningless: read the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+./scripts/setup-guest-env.sh >/dev/null
+cargo build --release --quiet
+W=$(mktemp -d /tmp/vblk-gbench.XXXXXX)
+PID=""
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+run() { # name transport command...
+    local name=$1 transport=$2; shift 2
+    rm -f "$W/s.sock"; truncate -s 256M "$W/disk.img"
+    "$@" >/dev/null 2>&1 &
+    PID=$!
+    for _ in $(seq 200); do [ -S "$W/s.sock" ] && break; sleep 0.05; done
+    tests/guest/run-guest.sh --transport "$transport" --socket "$W/s.sock" --test bench --log "$W/$name.log" >/dev/null
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+    grep "VBLK-TEST: BENCH" "$W/$name.log" | sed "s/.*BENCH /$name /"
+}
+{
+run vblk-vhost-user vhost-user "$ROOT/target/release/vblk" serve --image "$W/disk.img" --vhost-user "$W/s.sock" --num-queues 2
+run qsd-vhost-user vhost-user qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$W/disk.img,aio=io_uring" \
+    --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$W/s.sock,writable=on,num-queues=2"
+run vblk-vfio-user vfio-user "$ROOT/target/release/vblk" serve --image "$W/disk.img" --vfio-user "$W/s.sock" --num-queues 2
+} | python3 -c '
+import sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+data = {r[0]: {k: float(v) for k, v in (x.split("=") for x in r[1:])} for r in rows}
+ref = data.get("qsd-vhost-user")
+keys = ["seqread64k", "seqwrite64k", "read4k"]
+print("| daemon | " + " | ".join(k + " (s)" for k in keys) + " | " + " | ".join(k + " speed vs qsd" for k in keys) + " |")
+print("|---" * (1 + 2 * len(keys)) + "|")
+for name, d in data.items():
+    rel = [f"{ref[k] / d[k]:.2f}x" if ref and d[k] > 0 else "-" for k in keys]
+    print(f"| {name} | " + " | ".join(f"{d[k]:.2f}" for k in keys) + " | " + " | ".join(rel) + " |")
+'
