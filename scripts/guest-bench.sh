@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Guest-side benchmark in the TCG test guest: 64 MiB sequential direct reads
-# and writes (64 KiB) and 16 MiB of 4 KiB direct reads, through
+# Guest-side benchmark in the TCG test guest: 256 MiB sequential direct reads
+# and writes (64 KiB) and 64 MiB of 4 KiB direct reads, through
 #   vblk over vhost-user, qemu-storage-daemon over vhost-user, vblk over vfio-user.
 # TCG makes absolute guest figures meaningless: read the ratios.
 set -euo pipefail
@@ -14,7 +14,7 @@ cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "
 trap cleanup EXIT
 run() { # name transport command...
     local name=$1 transport=$2; shift 2
-    rm -f "$W/s.sock"; truncate -s 256M "$W/disk.img"
+    rm -f "$W/s.sock"; truncate -s 512M "$W/disk.img"
     "$@" >/dev/null 2>&1 &
     PID=$!
     for _ in $(seq 200); do [ -S "$W/s.sock" ] && break; sleep 0.05; done
@@ -23,9 +23,9 @@ run() { # name transport command...
     grep "VBLK-TEST: BENCH" "$W/$name.log" | sed "s/.*BENCH /$name /"
 }
 {
-run vblk-vhost-user vhost-user "$ROOT/target/release/vblk" serve --image "$W/disk.img" --vhost-user "$W/s.sock" --num-queues 2
 run qsd-vhost-user vhost-user qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$W/disk.img,aio=io_uring" \
     --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$W/s.sock,writable=on,num-queues=2"
+run vblk-vhost-user vhost-user "$ROOT/target/release/vblk" serve --image "$W/disk.img" --vhost-user "$W/s.sock" --num-queues 2 ${VBLK_GBENCH_ARGS:-}
 run vblk-vfio-user vfio-user "$ROOT/target/release/vblk" serve --image "$W/disk.img" --vfio-user "$W/s.sock" --num-queues 2
 } | python3 -c '
 import sys

@@ -89,11 +89,11 @@ bench)
     # Relative guest-side figures only: under TCG absolute numbers mean little.
     up() { cut -d' ' -f1 /proc/uptime; }
     t0=$(up)
-    dd if=/dev/vda of=/dev/null bs=65536 count=1024 iflag=direct 2>/dev/null || fail "bench read"
+    dd if=/dev/vda of=/dev/null bs=65536 count=4096 iflag=direct 2>/dev/null || fail "bench read"
     t1=$(up)
-    dd if=/dev/zero of=/dev/vda bs=65536 count=1024 oflag=direct conv=fsync 2>/dev/null || fail "bench write"
+    dd if=/dev/zero of=/dev/vda bs=65536 count=4096 oflag=direct conv=fsync 2>/dev/null || fail "bench write"
     t2=$(up)
-    dd if=/dev/vda of=/dev/null bs=4096 count=4096 iflag=direct 2>/dev/null || fail "bench 4k read"
+    dd if=/dev/vda of=/dev/null bs=4096 count=16384 iflag=direct 2>/dev/null || fail "bench 4k read"
     t3=$(up)
     say "BENCH seqread64k=$(echo "$t1 $t0" | awk '{print $1-$2}') seqwrite64k=$(echo "$t2 $t1" | awk '{print $1-$2}') read4k=$(echo "$t3 $t2" | awk '{print $1-$2}')"
     say "PASS bench"
