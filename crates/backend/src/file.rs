@@ -430,19 +430,7 @@ mod tests {
         let b = FileBackend::open(&p, FileOptions::default()).unwrap();
         let mut e = b.engine().unwrap();
         let mut buf = vec![0u8; 512];
-        // SAFETY: buffer outlives the reap.
-        unsafe {
-            e.push(IoRequest {
-                op: IoOp::Read,
-                offset: 1024,
-                len: 512,
-                iovecs: vec![iov(&mut buf)],
-                token: 1,
-            });
-        }
-        e.submit().unwrap();
-        let mut out = vec![];
-        e.reap(&mut out, 1).unwrap();
-        assert_eq!(out[0].result, Err(libc::EIO));
+        let c = crate::testutil::one(&mut *e, IoOp::Read, 1024, 512, &mut [&mut buf]);
+        assert_eq!(c.result, Err(libc::EIO));
     }
 }

@@ -475,7 +475,13 @@ pub fn run(opts: &CliOptions) -> Result<Vec<Row>, String> {
     let (dc, cc) = pinning();
     eprintln!("bench: daemon pinned to CPU {dc:?}, client to CPU {cc:?}; {secs} s per point after a 0.3 s warm-up");
     let mut rows = vec![];
+    let only = std::env::var("VBLK_BENCH_ONLY").ok();
     for (backend, queues, poll, pts) in points(opts.quick) {
+        if let Some(o) = &only {
+            if !format!("{backend:?}").eq_ignore_ascii_case(o) {
+                continue;
+            }
+        }
         let mut figs: Vec<[Figures; 2]> = vec![Default::default(); pts.len()];
         for (di, daemon) in [Daemon::Vblk, Daemon::Qsd].into_iter().enumerate() {
             let d = start(daemon, &opts.vblk, &dir, backend, queues, poll)?;
