@@ -18,9 +18,9 @@ run() { # name transport command...
     "$@" >/dev/null 2>&1 &
     PID=$!
     for _ in $(seq 200); do [ -S "$W/s.sock" ] && break; sleep 0.05; done
-    tests/guest/run-guest.sh --transport "$transport" --socket "$W/s.sock" --test bench --log "$W/$name.log" >/dev/null
+    tests/guest/run-guest.sh --transport "$transport" --socket "$W/s.sock" --test bench --with-fio --log "$W/$name.log" >/dev/null
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
-    grep "VBLK-TEST: BENCH" "$W/$name.log" | sed "s/.*BENCH /$name /"
+    echo "$name $(grep -h "VBLK-TEST: BENCH" "$W/$name.log" | sed "s/.*BENCH //") $(grep -h "VBLK-TEST: FIO" "$W/$name.log" | sed "s/.*FIO //")"
 }
 {
 run qsd-vhost-user vhost-user qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$W/disk.img,aio=io_uring" \
@@ -31,11 +31,17 @@ run vblk-vfio-user vfio-user "$ROOT/target/release/vblk" serve --image "$W/disk.
 import sys
 rows = [l.split() for l in sys.stdin if l.strip()]
 data = {r[0]: {k: float(v) for k, v in (x.split("=") for x in r[1:])} for r in rows}
-ref = data.get("qsd-vhost-user")
-keys = ["seqread64k", "seqwrite64k", "read4k"]
-print("| daemon | " + " | ".join(k + " (s)" for k in keys) + " | " + " | ".join(k + " speed vs qsd" for k in keys) + " |")
-print("|---" * (1 + 2 * len(keys)) + "|")
+ref = data.get("qsd-vhost-user", {})
+keys = [k for k in ["seqread64k", "seqwrite64k", "read4k", "fio_randread_qd1", "fio_randread_qd32", "fio_randwrite_qd1", "fio_randwrite_qd32"]
+        if any(k in d for d in data.values())]
+def speed(k, v, r):
+    if not v or not r:
+        return "-"
+    x = v / r if k.startswith("fio") else r / v
+    return f"{x:.2f}x"
+print("| daemon | " + " | ".join(keys) + " |")
+print("|---" * (1 + len(keys)) + "|")
 for name, d in data.items():
-    rel = [f"{ref[k] / d[k]:.2f}x" if ref and d[k] > 0 else "-" for k in keys]
-    print(f"| {name} | " + " | ".join(f"{d[k]:.2f}" for k in keys) + " | " + " | ".join(rel) + " |")
+    print(f"| {name} | " + " | ".join(f"{d.get(k, 0):g} ({speed(k, d.get(k), ref.get(k))})" for k in keys) + " |")
+print("dd columns: seconds (speed vs qsd); fio columns: IOPS (vs qsd)")
 '

@@ -96,6 +96,20 @@ bench)
     dd if=/dev/vda of=/dev/null bs=4096 count=16384 iflag=direct 2>/dev/null || fail "bench 4k read"
     t3=$(up)
     say "BENCH seqread64k=$(echo "$t1 $t0" | awk '{print $1-$2}') seqwrite64k=$(echo "$t2 $t1" | awk '{print $1-$2}') read4k=$(echo "$t3 $t2" | awk '{print $1-$2}')"
+    if [ -x /usr/bin/fio ]; then
+        # fio in the guest: 4 KiB random direct I/O, libaio, QD1 and QD32.
+        res=""
+        for rw in randread randwrite; do
+            for qd in 1 32; do
+                iops=$(LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /lib64/ld-linux-x86-64.so.2 /usr/bin/fio --name=g --filename=/dev/vda \
+                    --ioengine=libaio --direct=1 --rw=$rw --bs=4k --iodepth=$qd --size=256M --time_based --runtime=4 \
+                    --output-format=terse --terse-version=3 2>/dev/null |
+                    awk -F';' -v rw=$rw '{ print (rw == "randread") ? $8 : $49 }')
+                res="$res fio_${rw}_qd$qd=${iops:-0}"
+            done
+        done
+        say "FIO$res"
+    fi
     say "PASS bench"
     ;;
 demo)

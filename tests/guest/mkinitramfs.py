@@ -6,7 +6,10 @@ The kernel package ships no modules.dep, so each module's dependencies are
 read from its own .modinfo section ("depends=a,b"), and the load order is a
 topological sort of that graph.
 
-usage: mkinitramfs.py KERNEL_ROOT BUSYBOX INIT OUT
+usage: mkinitramfs.py KERNEL_ROOT BUSYBOX INIT OUT [EXTRA_LIST]
+
+EXTRA_LIST: a file of "SOURCE DEST" lines (e.g. fio and its libraries from
+the bookworm chroot) copied into the image.
 """
 import gzip
 import io
@@ -95,6 +98,19 @@ def main():
     for i, m in enumerate(order):
         c.add(f"modules/{i:02d}-{m}.ko", open(mods[m], "rb").read())
     c.add("modules/order", ("\n".join(order) + "\n").encode())
+    if len(sys.argv) > 5:
+        made = set()
+        for line in open(sys.argv[5]):
+            if not line.strip():
+                continue
+            src, dest = line.split()
+            parts = dest.strip("/").split("/")
+            for k in range(1, len(parts)):
+                d = "/".join(parts[:k])
+                if d not in made and d not in ("bin", "sbin", "dev", "proc", "sys", "tmp", "mnt", "modules"):
+                    c.dir(d)
+                    made.add(d)
+            c.add(dest.strip("/"), open(src, "rb").read(), mode=stat.S_IFREG | 0o755)
     with open(out + ".tmp", "wb") as f:
         f.write(gzip.compress(c.finish(), 6))
     os.replace(out + ".tmp", out)

@@ -11,7 +11,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
-TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=240
+TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=240 FIO=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --socket) SOCK=$2; shift 2 ;;
@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
         --num-queues) NQ=$2; shift 2 ;;
         --log) LOG=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
+        --with-fio) FIO=1; shift ;;
         *) echo "run-guest.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -32,8 +33,23 @@ LOG=${LOG:-$(mktemp /tmp/vblk-guest.XXXXXX.log)}
 KROOT=$CACHE/kernel/root
 KERNEL=$(ls "$KROOT"/boot/vmlinuz-* | head -1)
 BUSYBOX=$CACHE/bookworm/bin/busybox
-INITRD=$CACHE/initramfs-$(cat "$HERE/init.sh" "$HERE/mkinitramfs.py" | sha256sum | cut -c1-16).cpio.gz
-[ -f "$INITRD" ] || python3 "$HERE/mkinitramfs.py" "$KROOT" "$BUSYBOX" "$HERE/init.sh" "$INITRD"
+INITRD=$CACHE/initramfs-$( (cat "$HERE/init.sh" "$HERE/mkinitramfs.py"; echo "fio=$FIO") | sha256sum | cut -c1-16).cpio.gz
+if [ ! -f "$INITRD" ]; then
+    EXTRA=()
+    if [ "$FIO" = 1 ]; then
+        # fio and every library it links, from the bookworm chroot.
+        B=$CACHE/bookworm
+        [ -x "$B/usr/bin/fio" ] || { echo "run-guest.sh: no fio in $B (run scripts/setup-guest-env.sh)" >&2; exit 1; }
+        LIST=$(mktemp)
+        echo "$B/usr/bin/fio /usr/bin/fio" >"$LIST"
+        echo "$(readlink -f "$B/lib64/ld-linux-x86-64.so.2") /lib64/ld-linux-x86-64.so.2" >>"$LIST"
+        chroot "$B" ldd /usr/bin/fio | awk '/=>/ {print $1, $3}' | while read -r name path; do
+            echo "$(readlink -f "$B$path") /lib/x86_64-linux-gnu/$name"
+        done >>"$LIST"
+        EXTRA=("$LIST")
+    fi
+    python3 "$HERE/mkinitramfs.py" "$KROOT" "$BUSYBOX" "$HERE/init.sh" "$INITRD" "${EXTRA[@]}"
+fi
 
 case "$TRANSPORT" in
     vhost-user) R=$CACHE/bookworm; DEV=(-chardev "socket,id=c0,path=$SOCK" -device "vhost-user-blk-pci,chardev=c0,num-queues=$NQ") ;;
