@@ -452,21 +452,27 @@ fn points(quick: bool) -> Vec<Group> {
 
 /// Run the benchmark; returns the rows.
 pub fn run(opts: &CliOptions) -> Result<Vec<Row>, String> {
-    if Command::new("qemu-storage-daemon")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("bench: qemu-storage-daemon missing: installing qemu-utils");
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "qemu-utils"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            return Err(
-                "qemu-storage-daemon is not installed and apt-get install qemu-utils failed".into(),
-            );
+    let have_qsd = || {
+        Command::new("qemu-storage-daemon")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have_qsd() {
+        // Debian: bookworm-backports' qemu-utils ships it; plain bookworm has
+        // it in qemu-system-common.
+        eprintln!("bench: qemu-storage-daemon missing: installing it with apt-get");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        for pkg in ["qemu-utils", "qemu-system-common"] {
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "-qq", pkg])
+                .status();
+            if have_qsd() {
+                break;
+            }
+        }
+        if !have_qsd() {
+            return Err("qemu-storage-daemon is not installed and apt-get could not install it (qemu-utils, qemu-system-common)".into());
         }
     }
     let dir = std::env::temp_dir().join(format!("vblk-bench-{}", std::process::id()));
