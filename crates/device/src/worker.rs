@@ -52,6 +52,8 @@ pub struct QueueWorker {
     /// Storage operations of the current batch, before merging; each
     /// one's token is the index of its request in `pending`.
     planned: Vec<IoRequest>,
+    /// Chain buffers reused across drains.
+    chain_pool: Vec<Chain>,
     /// Operations handed to the engine; a completion's token indexes this.
     inflight: Vec<InflightOp>,
     /// Largest merged I/O.
@@ -62,7 +64,10 @@ pub struct QueueWorker {
 /// merged into one.
 #[derive(Debug)]
 struct InflightOp {
-    /// The original per-request operations (token = index in `pending`).
+    /// The request (index in `pending`) of a single, unmerged operation.
+    pending: u64,
+    /// For a merged operation, the original per-request operations (token =
+    /// index in `pending`); empty for a single one.
     members: Vec<IoRequest>,
     /// Bytes the merged operation must transfer.
     expect: u64,
@@ -90,6 +95,7 @@ impl QueueWorker {
             pending: Vec::new(),
             completions: Vec::new(),
             planned: Vec::new(),
+            chain_pool: Vec::new(),
             inflight: Vec::new(),
             merge_max_bytes: MERGE_MAX_BYTES,
         }
@@ -198,14 +204,32 @@ impl QueueWorker {
     ) -> Result<usize, QueueError> {
         let qi = self.index;
         inc(&self.qstats().drains);
-        let mut chains: Vec<Chain> = Vec::new();
+        // Chains are collected into buffers kept from one drain to the next.
+        let mut pool = std::mem::take(&mut self.chain_pool);
+        let mut count = 0usize;
         {
             let iter = queue.iter(mem).map_err(|e| QueueError::Ring(qi, e))?;
             for dc in iter {
                 let head = dc.head_index();
-                chains.push(Chain::collect(head, dc));
+                if count == pool.len() {
+                    pool.push(Chain::default());
+                }
+                pool[count].refill(head, dc);
+                count += 1;
             }
         }
+        let result = self.drain_chains(queue, mem, &pool[..count]);
+        self.chain_pool = pool;
+        result
+    }
+
+    fn drain_chains<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        chains: &[Chain],
+    ) -> Result<usize, QueueError> {
+        let qi = self.index;
         // A head index past the queue cannot be returned on the used ring:
         // the ring is broken ("Guest says index is available", QEMU).
         let size = queue.size();
@@ -219,7 +243,7 @@ impl QueueWorker {
         add(&self.qstats().chains_popped, n as u64);
         // Immediate completions: (head, used_len).
         let mut immediate: Vec<(u16, u32)> = Vec::new();
-        for c in &chains {
+        for c in chains {
             if let Some(done) = self.start(c, mem) {
                 immediate.push(done);
             }
@@ -262,7 +286,11 @@ impl QueueWorker {
                     add(&s.merged, members.len() as u64 - 1);
                 }
                 let token = self.inflight.len() as u64;
-                self.inflight.push(InflightOp { members, expect });
+                self.inflight.push(InflightOp {
+                    pending: req.token,
+                    members,
+                    expect,
+                });
                 add(&s.backend_ios, 1);
                 // SAFETY: the iovecs point into the guest memory that the
                 // caller of `process` keeps alive until `process` returns;
@@ -281,10 +309,7 @@ impl QueueWorker {
                 debug_assert!(retry.is_empty());
                 break;
             }
-            ops = retry
-                .into_iter()
-                .map(|m| (clone_req(&m), vec![m]))
-                .collect();
+            ops = retry.into_iter().map(|m| (m, Vec::new())).collect();
         }
         self.inflight.clear();
     }
@@ -299,15 +324,22 @@ impl QueueWorker {
                 log::error!("queue {}: reaping completions failed: {e}", self.index);
                 break;
             }
-            for c in std::mem::take(&mut self.completions) {
+            let mut completions = std::mem::take(&mut self.completions);
+            for c in completions.drain(..) {
                 let Some(op) = usize::try_from(c.token)
                     .ok()
                     .and_then(|i| self.inflight.get_mut(i))
                 else {
                     continue;
                 };
+                // Completed: nothing of this operation is outstanding any more.
                 let members = std::mem::take(&mut op.members);
+                let pending = std::mem::replace(&mut op.pending, u64::MAX);
                 let expect = op.expect;
+                if members.is_empty() {
+                    self.complete_op(pending, c.result, expect);
+                    continue;
+                }
                 let ok = matches!(c.result, Ok(n) if n == expect || expect == 0);
                 if !ok && members.len() > 1 {
                     log::debug!(
@@ -320,20 +352,24 @@ impl QueueWorker {
                     continue;
                 }
                 for m in &members {
-                    let one = if members.len() > 1 { m.len } else { expect };
-                    let res = if members.len() > 1 {
-                        c.result.map(|_| m.len)
-                    } else {
-                        c.result
-                    };
-                    self.complete_op(m.token, res, one);
+                    self.complete_op(m.token, c.result.map(|_| m.len), m.len);
                 }
             }
+            self.completions = completions;
         }
         // Anything the engine lost is an error, never a hang.
         for op in &mut self.inflight {
-            for m in op.members.drain(..) {
-                if let Some(p) = usize::try_from(m.token)
+            let single = std::mem::replace(&mut op.pending, u64::MAX);
+            let tokens: Vec<u64> = if op.members.is_empty() {
+                if single == u64::MAX {
+                    continue; // completed
+                }
+                vec![single]
+            } else {
+                op.members.drain(..).map(|m| m.token).collect()
+            };
+            for t in tokens {
+                if let Some(p) = usize::try_from(t)
                     .ok()
                     .and_then(|i| self.pending.get_mut(i))
                 {
@@ -632,15 +668,13 @@ fn clone_req(r: &IoRequest) -> IoRequest {
 
 /// Merge a batch's operations: reads with reads and writes with writes whose
 /// byte ranges are contiguous, bounded by `IOV_MAX` iovecs and `max_bytes`.
-/// Returns (operation to submit, the original operations it covers).
+/// Returns (operation to submit, the original operations it covers — empty
+/// when it is a single request's own operation).
 fn merge(mut planned: Vec<IoRequest>, max_bytes: u64) -> Vec<(IoRequest, Vec<IoRequest>)> {
     let mut out: Vec<(IoRequest, Vec<IoRequest>)> = Vec::with_capacity(planned.len());
     let mergeable = |r: &IoRequest| matches!(r.op, IoOp::Read | IoOp::Write);
     if max_bytes == 0 || planned.len() < 2 {
-        return planned
-            .into_iter()
-            .map(|r| (clone_req(&r), vec![r]))
-            .collect();
+        return planned.into_iter().map(|r| (r, Vec::new())).collect();
     }
     // Order by (direction, offset) so neighbours meet; others keep their order.
     planned.sort_by_key(|r| (!mergeable(r), r.op == IoOp::Write, r.offset));
@@ -652,13 +686,17 @@ fn merge(mut planned: Vec<IoRequest>, max_bytes: u64) -> Vec<(IoRequest, Vec<IoR
                 && cur.len.saturating_add(r.len) <= max_bytes
                 && cur.iovecs.len() + r.iovecs.len() <= IOV_MAX;
             if contiguous {
+                if members.is_empty() {
+                    // The group's first request, kept for a retry on its own.
+                    members.push(clone_req(cur));
+                }
                 cur.len += r.len;
                 cur.iovecs.extend_from_slice(&r.iovecs);
                 members.push(r);
                 continue;
             }
         }
-        out.push((clone_req(&r), vec![r]));
+        out.push((r, Vec::new()));
     }
     out
 }
@@ -666,6 +704,14 @@ fn merge(mut planned: Vec<IoRequest>, max_bytes: u64) -> Vec<(IoRequest, Vec<IoR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tokens(r: &IoRequest, ms: &[IoRequest]) -> Vec<u64> {
+        if ms.is_empty() {
+            vec![r.token]
+        } else {
+            ms.iter().map(|x| x.token).collect()
+        }
+    }
 
     fn rq(op: IoOp, offset: u64, len: u64, token: u64) -> IoRequest {
         IoRequest {
@@ -693,7 +739,7 @@ mod tests {
         let m = merge(ops, 1 << 20);
         let shape: Vec<(IoOp, u64, u64, Vec<u64>)> = m
             .iter()
-            .map(|(r, ms)| (r.op, r.offset, r.len, ms.iter().map(|x| x.token).collect()))
+            .map(|(r, ms)| (r.op, r.offset, r.len, tokens(r, ms)))
             .collect();
         assert_eq!(
             shape,

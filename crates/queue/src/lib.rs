@@ -52,10 +52,21 @@ pub struct Chain {
 impl Chain {
     /// Collect the descriptors of a chain. Zero-length descriptors are skipped.
     pub fn collect<I: IntoIterator<Item = Descriptor>>(head: u16, descs: I) -> Self {
-        let mut c = Chain {
-            head,
-            ..Default::default()
-        };
+        let mut c = Chain::default();
+        c.refill(head, descs);
+        c
+    }
+
+    /// Like [`Chain::collect`], reusing this chain's buffers.
+    pub fn refill<I: IntoIterator<Item = Descriptor>>(&mut self, head: u16, descs: I) {
+        self.head = head;
+        self.readable.clear();
+        self.writable.clear();
+        self.readable_len = 0;
+        self.writable_len = 0;
+        self.descriptors = 0;
+        self.error = None;
+        let c = self;
         for d in descs {
             c.descriptors = c.descriptors.saturating_add(1);
             let len = d.len();
@@ -82,7 +93,6 @@ impl Chain {
         if c.readable_len + c.writable_len > u64::from(u32::MAX) && c.error.is_none() {
             c.error = Some(ChainError::TooLong);
         }
-        c
     }
 
     /// A reader over the device-readable bytes.
