@@ -109,6 +109,23 @@ impl Guest {
         }
     }
 
+    fn ring_config(&self) -> VringConfigData {
+        VringConfigData {
+            queue_max_size: QSIZE,
+            queue_size: QSIZE,
+            flags: 0,
+            desc_table_addr: self.base as u64 + DESC,
+            used_ring_addr: self.base as u64 + USED,
+            avail_ring_addr: self.base as u64 + AVAIL,
+            log_addr: None,
+        }
+    }
+
+    fn mem_zero_rings(&self) {
+        self.put(AVAIL, &[0u8; 0x1000]);
+        self.put(USED, &[0u8; 0x1000]);
+    }
+
     fn put(&self, addr: u64, bytes: &[u8]) {
         assert!(addr as usize + bytes.len() <= MEM);
         // SAFETY: in bounds of the MEM-byte shared mapping (checked above).
@@ -362,6 +379,25 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
     assert!(
         stats["queues"][0]["bad_address"].as_u64().unwrap() >= 1,
         "{stats}"
+    );
+    // The front end stops and restarts the ring (what QEMU does on a guest
+    // reset): the queue is served again on the same connection.
+    g.fe.get_vring_base(0).unwrap();
+    g.mem_zero_rings();
+    g.fe.set_vring_num(0, QSIZE).unwrap();
+    g.fe.set_vring_addr(0, &g.ring_config()).unwrap();
+    g.fe.set_vring_base(0, 0).unwrap();
+    g.fe.set_vring_call(0, &g._call).unwrap();
+    g.fe.set_vring_kick(0, &g.kick).unwrap();
+    g.fe.set_vring_enable(0, true).unwrap();
+    g.avail_idx = 0;
+    g.used_seen = 0;
+    g.header(HDR, 0, 7);
+    g.put(STATUS, &[0xff]);
+    assert_eq!(
+        g.submit(&[(HDR, 16, 0), (DATA, 512, F_WRITE), (STATUS, 1, F_WRITE)]),
+        513,
+        "a restarted ring is not served"
     );
     drop(g);
     assert!(

@@ -236,6 +236,16 @@ impl VhostUserBackend for BlkBackend {
         }
     }
 
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        // GET_VRING_BASE stops the ring (a guest reset, a VM stop): when the
+        // front end starts it again it is a fresh ring, so a queue refused as
+        // broken is served again.
+        if let Some(q) = self.inner.queues.get(queue_index as usize) {
+            q.lock().unwrap_or_else(|e| e.into_inner()).broken = false;
+        }
+        Ok(())
+    }
+
     fn set_event_idx(&self, enabled: bool) {
         self.inner.event_idx.store(enabled, Ordering::Relaxed);
     }
