@@ -56,11 +56,11 @@ make_chroot() {
     fi
     chroot_apt "$dest" apt-get update -qq
     if [ -n "$backports" ]; then
-        chroot_apt "$dest" apt-get install -y -qq --no-install-recommends -t "$backports" qemu-system-x86 >/dev/null
+        chroot_apt "$dest" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends -t "$backports" qemu-system-x86 >/dev/null
     else
-        chroot_apt "$dest" apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+        chroot_apt "$dest" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends qemu-system-x86 >/dev/null
     fi
-    chroot_apt "$dest" apt-get install -y -qq --no-install-recommends busybox-static cpio xz-utils >/dev/null
+    chroot_apt "$dest" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends busybox-static cpio xz-utils >/dev/null
     touch "$dest/.vblk-ready"
 }
 
@@ -84,7 +84,7 @@ extras() {
     local root=$CACHE/bookworm
     [ -x "$root/usr/bin/fio" ] && return 0
     log "installing fio into the bookworm chroot"
-    chroot_apt "$root" apt-get install -y -qq --no-install-recommends fio >/dev/null
+    chroot_apt "$root" apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends fio >/dev/null
 }
 
 need_host_pkg debootstrap
