@@ -1,4 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| vblk_device::fuzzing::chain_process(data));
+fuzz_target!(|data: &[u8]| {
+    vblk_device::fuzzing::chain_process(data);
+});

@@ -1,19 +1,59 @@
-//! The fuzz target bodies over random inputs, on stable Rust (the real
-//! fuzzing runs with `cargo fuzz` in `fuzz/`).
+//! The fuzz target bodies (`vblk_device::fuzzing`) on stable Rust, so CI
+//! exercises them without a nightly compiler: over random inputs, and over
+//! the well-formed seeds (the real fuzzing runs with `cargo fuzz` in
+//! `fuzz/`).
 
 use proptest::prelude::*;
+use vblk_device::fuzzing::{chain_process, chain_process_seeds, request_validate};
+
+/// The seeds reach real I/O: their used entries are the expected ones.
+#[test]
+fn chain_process_seeds_complete() {
+    for (name, input, used) in chain_process_seeds() {
+        assert_eq!(chain_process(&input), used, "seed {name}");
+    }
+}
+
+/// Write the seeds into `fuzz/corpus/chain_process` (run by hand:
+/// `cargo test -p vblk-device --test fuzz_smoke -- --ignored write_seeds`).
+#[test]
+#[ignore]
+fn write_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/chain_process");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, input, _) in chain_process_seeds() {
+        std::fs::write(dir.join(format!("seed-{name}")), input).unwrap();
+    }
+}
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, .. ProptestConfig::default() })]
 
     #[test]
     fn request_validate_never_panics(data in proptest::collection::vec(any::<u8>(), 0..80)) {
-        vblk_device::fuzzing::request_validate(&data);
+        request_validate(&data);
     }
 
     #[test]
     fn chain_process_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-        vblk_device::fuzzing::chain_process(&data);
+        chain_process(&data);
+    }
+
+    /// Seeds with a few bytes flipped: mostly well-formed, so the deeper
+    /// paths are reached often.
+    #[test]
+    fn mutated_seeds_never_panic(
+        seed in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let seeds = chain_process_seeds();
+        let mut input = seeds[seed.index(seeds.len())].1.clone();
+        for (at, x) in flips {
+            let i = at.index(input.len());
+            input[i] ^= x;
+        }
+        chain_process(&input);
     }
 
     /// Structured chains: plausible descriptors pointing at plausible and
@@ -44,6 +84,6 @@ proptest! {
         hdr[0..4].copy_from_slice(&hdr_type.to_le_bytes());
         hdr[8..16].copy_from_slice(&sector.to_le_bytes());
         data.extend_from_slice(&hdr);
-        vblk_device::fuzzing::chain_process(&data);
+        chain_process(&data);
     }
 }
