@@ -1,19 +1,26 @@
-//! Interrupt delivery: the ISR register, MSI-X (table, PBA, masks) and INTx.
+//! Interrupt routing: the device core says "queue n" or "config"; this
+//! sets the ISR bit and, as the driver programmed the function, sends the
+//! queue's MSI-X vector or raises INTx (QEMU: `virtio_notify` →
+//! `virtio_pci_notify`).
 //!
-//! The device core only says "queue n" or "config"; this maps it, as the
-//! driver programmed the function, to an MSI-X vector or the INTx line. The
-//! lines themselves are eventfds handed over by the vfio-user client.
+//! * MSI-X enabled: the vector the driver wrote to `msix_config` /
+//!   `queue_msix_vector` (legacy: MSI_CONFIG_VECTOR / MSI_QUEUE_VECTOR);
+//!   "VIRTIO_MSI_NO_VECTOR ... no interrupt" (virtio 1.2, 4.1.5.1.2).
+//! * Otherwise INTx, with the ISR telling the driver why.
 
 use std::fs::File;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vblk_device::{stats, Stats};
 use vblk_interrupt::{Interrupt, InterruptKind};
 
-use crate::regs::{isr, msix};
+use crate::intx::Intx;
+use crate::msix::{Msix, Sent};
+use crate::regs::{isr, msix::NO_VECTOR};
 
-/// Something that can be signalled: an eventfd, or a recorder in tests.
+/// Something that can be signalled: an eventfd, or a counter in tests.
 pub trait Line: Send + Sync {
     fn signal(&self);
 }
@@ -23,132 +30,111 @@ pub struct EventFdLine(pub File);
 
 impl Line for EventFdLine {
     fn signal(&self) {
+        // An eventfd write only fails when the counter would overflow,
+        // i.e. when the reader has stopped: nothing to do about it here.
         let _ = (&self.0).write_all(&1u64.to_ne_bytes());
     }
 }
 
 /// Counts signals, for tests.
 #[derive(Default)]
-pub struct CountingLine(pub std::sync::atomic::AtomicU64);
+pub struct CountingLine(pub AtomicU64);
 
 impl Line for CountingLine {
     fn signal(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl CountingLine {
     pub fn count(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst)
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Entry {
-    addr_lo: u32,
-    addr_hi: u32,
-    data: u32,
-    ctrl: u32,
-}
-
-struct Inner {
+struct State {
     isr: u8,
-    msix_enabled: bool,
-    function_masked: bool,
-    table: Vec<Entry>,
-    pba: u64,
-    /// The client reads/writes our table (QEMU emulates its own and never
-    /// does; then masking is its business).
-    table_live: bool,
-    msix_lines: Vec<Option<Arc<dyn Line>>>,
+    msix: Msix,
+    intx: Intx,
     config_vector: u16,
     queue_vectors: Vec<u16>,
-    intx_line: Option<Arc<dyn Line>>,
-    /// vfio INTx is auto-masked after each trigger until the client unmasks.
-    intx_masked: bool,
-    intx_disabled: bool,
-    intx_asserted: bool,
 }
 
-/// Interrupt state of one PCI function.
+impl State {
+    fn new(vectors: usize, queues: usize) -> Self {
+        State {
+            isr: 0,
+            msix: Msix::new(vectors),
+            intx: Intx::default(),
+            config_vector: NO_VECTOR,
+            queue_vectors: vec![NO_VECTOR; queues],
+        }
+    }
+
+    /// "the device MUST ... return NO_VECTOR" for a vector it cannot use
+    /// (virtio 1.2, 4.1.5.1.2.1): out-of-range vectors become NO_VECTOR.
+    fn checked(&self, v: u16) -> u16 {
+        if usize::from(v) < self.msix.vectors() {
+            v
+        } else {
+            NO_VECTOR
+        }
+    }
+}
+
+/// Interrupt state of one PCI function. Shared between the register
+/// handlers and the device core (which calls [`Interrupt::trigger`]).
 pub struct Irq {
-    inner: Mutex<Inner>,
+    state: Mutex<State>,
     stats: Arc<Stats>,
 }
 
 impl Irq {
     pub fn new(vectors: usize, queues: usize, stats: Arc<Stats>) -> Self {
         Irq {
-            inner: Mutex::new(Inner {
-                isr: 0,
-                msix_enabled: false,
-                function_masked: false,
-                table: vec![
-                    Entry {
-                        ctrl: msix::VECTOR_CTRL_MASKED,
-                        ..Default::default()
-                    };
-                    vectors
-                ],
-                pba: 0,
-                table_live: false,
-                msix_lines: vec![None; vectors],
-                config_vector: msix::NO_VECTOR,
-                queue_vectors: vec![msix::NO_VECTOR; queues],
-                intx_line: None,
-                intx_masked: false,
-                intx_disabled: false,
-                intx_asserted: false,
-            }),
+            state: Mutex::new(State::new(vectors, queues)),
             stats,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn vectors(&self) -> usize {
-        self.lock().table.len()
+        self.lock().msix.vectors()
     }
 
-    /// Device reset: vectors unassigned, ISR clear, line low. The MSI-X
-    /// capability and table belong to PCI, not to the virtio reset.
+    /// Device (virtio) reset: vectors unassigned, ISR clear, line low. The
+    /// MSI-X capability, table and the client's eventfds belong to PCI and
+    /// vfio, not to the virtio reset.
     pub fn reset(&self) {
         let mut s = self.lock();
         s.isr = 0;
-        s.intx_asserted = false;
-        s.config_vector = msix::NO_VECTOR;
-        s.queue_vectors
-            .iter_mut()
-            .for_each(|v| *v = msix::NO_VECTOR);
+        s.intx.deassert();
+        s.config_vector = NO_VECTOR;
+        s.queue_vectors.iter_mut().for_each(|v| *v = NO_VECTOR);
     }
 
-    /// Client reset: everything, lines included.
+    /// Function reset (the client's DEVICE_RESET): everything, eventfds too.
     pub fn reset_all(&self) {
-        let n = self.vectors();
-        let q = self.lock().queue_vectors.len();
-        let fresh = Irq::new(n, q, self.stats.clone());
-        *self.lock() = fresh.inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
+        let (n, q) = (s.msix.vectors(), s.queue_vectors.len());
+        *s = State::new(n, q);
     }
 
     // ---- ISR ----
 
-    /// Read ISR: returns and clears the bits, de-asserting INTx.
+    /// Read ISR: returns and clears the bits, de-asserting INTx
+    /// ("... reset ISR status to 0 on driver read", 4.1.4.5.1).
     pub fn read_isr(&self) -> u8 {
         let mut s = self.lock();
-        let v = s.isr;
-        s.isr = 0;
-        s.intx_asserted = false;
-        v
+        s.intx.deassert();
+        std::mem::take(&mut s.isr)
     }
 
     pub fn peek_isr(&self) -> u8 {
         self.lock().isr
-    }
-
-    pub fn intx_asserted(&self) -> bool {
-        self.lock().intx_asserted
     }
 
     // ---- vectors programmed by the driver ----
@@ -157,15 +143,9 @@ impl Irq {
         self.lock().config_vector
     }
 
-    /// Set the config vector; out-of-range vectors read back as NO_VECTOR
-    /// ("the device MUST ... return NO_VECTOR" on failure, 4.1.5.1.2).
     pub fn set_config_vector(&self, v: u16) {
         let mut s = self.lock();
-        s.config_vector = if usize::from(v) < s.table.len() {
-            v
-        } else {
-            msix::NO_VECTOR
-        };
+        s.config_vector = s.checked(v);
     }
 
     pub fn queue_vector(&self, q: usize) -> u16 {
@@ -173,16 +153,12 @@ impl Irq {
             .queue_vectors
             .get(q)
             .copied()
-            .unwrap_or(msix::NO_VECTOR)
+            .unwrap_or(NO_VECTOR)
     }
 
     pub fn set_queue_vector(&self, q: usize, v: u16) {
         let mut s = self.lock();
-        let v = if usize::from(v) < s.table.len() {
-            v
-        } else {
-            msix::NO_VECTOR
-        };
+        let v = s.checked(v);
         if let Some(slot) = s.queue_vectors.get_mut(q) {
             *slot = v;
         }
@@ -191,155 +167,64 @@ impl Irq {
     // ---- MSI-X capability, table and PBA ----
 
     pub fn msix_enabled(&self) -> bool {
-        self.lock().msix_enabled
+        self.lock().msix.enabled()
     }
 
-    /// The MSI-X Message Control enable and function-mask bits.
-    pub fn set_msix_control(&self, enabled: bool, function_masked: bool) {
-        let mut s = self.lock();
-        s.msix_enabled = enabled;
-        s.function_masked = function_masked;
-        self.deliver_unmasked(&mut s);
-    }
-
+    /// (enable, function mask) of the MSI-X Message Control register.
     pub fn msix_control_bits(&self) -> (bool, bool) {
         let s = self.lock();
-        (s.msix_enabled, s.function_masked)
+        (s.msix.enabled(), s.msix.function_masked())
+    }
+
+    pub fn set_msix_control(&self, enabled: bool, function_masked: bool) {
+        self.lock().msix.set_control(enabled, function_masked);
     }
 
     pub fn table_read(&self, offset: u64) -> u32 {
-        let mut s = self.lock();
-        s.table_live = true;
-        let (i, word) = (
-            (offset / msix::ENTRY_SIZE) as usize,
-            (offset % msix::ENTRY_SIZE) / 4,
-        );
-        let Some(e) = s.table.get(i) else { return 0 };
-        match word {
-            0 => e.addr_lo,
-            1 => e.addr_hi,
-            2 => e.data,
-            _ => e.ctrl,
-        }
+        self.lock().msix.table_read(offset)
     }
 
     pub fn table_write(&self, offset: u64, value: u32) {
-        let mut s = self.lock();
-        s.table_live = true;
-        let (i, word) = (
-            (offset / msix::ENTRY_SIZE) as usize,
-            (offset % msix::ENTRY_SIZE) / 4,
-        );
-        let Some(e) = s.table.get_mut(i) else { return };
-        match word {
-            0 => e.addr_lo = value,
-            1 => e.addr_hi = value,
-            2 => e.data = value,
-            _ => e.ctrl = value & msix::VECTOR_CTRL_MASKED,
-        }
-        self.deliver_unmasked(&mut s);
+        self.lock().msix.table_write(offset, value);
     }
 
     pub fn pba_read(&self, offset: u64) -> u32 {
-        let s = self.lock();
-        if offset >= 8 {
-            return 0;
-        }
-        (s.pba >> (offset * 8)) as u32
+        self.lock().msix.pba_read(offset)
     }
 
-    fn masked(s: &Inner, v: usize) -> bool {
-        s.function_masked
-            || (s.table_live
-                && s.table
-                    .get(v)
-                    .is_some_and(|e| e.ctrl & msix::VECTOR_CTRL_MASKED != 0))
+    // ---- INTx ----
+
+    /// INTx level (PCI STATUS.INTERRUPT).
+    pub fn intx_asserted(&self) -> bool {
+        self.lock().intx.asserted()
     }
 
-    /// Fire every pending vector that is no longer masked.
-    fn deliver_unmasked(&self, s: &mut Inner) {
-        if !s.msix_enabled {
-            return;
-        }
-        for v in 0..s.table.len().min(64) {
-            if s.pba & (1 << v) != 0 && !Self::masked(s, v) {
-                s.pba &= !(1 << v);
-                if let Some(l) = &s.msix_lines[v] {
-                    l.signal();
-                }
-            }
-        }
+    pub fn intx_masked(&self) -> bool {
+        self.lock().intx.masked()
     }
 
-    fn fire_vector(&self, s: &mut Inner, v: u16, queue: Option<u16>) {
-        let v = usize::from(v);
-        if v >= s.table.len() {
-            return;
-        }
-        if Self::masked(s, v) {
-            // "the device MUST ... set the Pending bit" (PCI 3.0, 6.8.2.9)
-            if v < 64 {
-                s.pba |= 1 << v;
-            }
-            return;
-        }
-        if let Some(l) = &s.msix_lines[v] {
-            l.signal();
-            if let Some(q) = queue {
-                stats::inc(&self.stats.queue(usize::from(q)).msix);
-            }
-        }
+    /// The client masked or unmasked INTx (SET_IRQS, or its unmask eventfd).
+    pub fn set_intx_masked(&self, masked: bool) {
+        self.lock().intx.set_masked(masked);
     }
 
-    // ---- lines from the client ----
+    /// PCI COMMAND.INTX_DISABLE.
+    pub fn set_intx_disabled(&self, disabled: bool) {
+        self.lock().intx.set_disabled(disabled);
+    }
+
+    // ---- eventfds from the client ----
 
     pub fn set_msix_line(&self, v: usize, line: Option<Arc<dyn Line>>) {
-        let mut s = self.lock();
-        if let Some(slot) = s.msix_lines.get_mut(v) {
-            *slot = line;
-        }
+        self.lock().msix.set_line(v, line);
     }
 
     pub fn clear_msix_lines(&self) {
-        let mut s = self.lock();
-        s.msix_lines.iter_mut().for_each(|l| *l = None);
+        self.lock().msix.clear_lines();
     }
 
     pub fn set_intx_line(&self, line: Option<Arc<dyn Line>>) {
-        self.lock().intx_line = line;
-    }
-
-    /// The client masked or unmasked INTx. On unmask a still-asserted line
-    /// fires again.
-    pub fn set_intx_masked(&self, masked: bool) {
-        let mut s = self.lock();
-        s.intx_masked = masked;
-        if !masked {
-            self.raise_intx(&mut s, None);
-        }
-    }
-
-    /// PCI command register bit 10.
-    pub fn set_intx_disabled(&self, disabled: bool) {
-        let mut s = self.lock();
-        s.intx_disabled = disabled;
-        if !disabled {
-            self.raise_intx(&mut s, None);
-        }
-    }
-
-    fn raise_intx(&self, s: &mut Inner, queue: Option<u16>) {
-        if !s.intx_asserted || s.intx_disabled || s.intx_masked {
-            return;
-        }
-        if let Some(l) = &s.intx_line {
-            l.signal();
-            // vfio INTx is level-triggered emulation: auto-masked until EOI.
-            s.intx_masked = true;
-            if let Some(q) = queue {
-                stats::inc(&self.stats.queue(usize::from(q)).intx);
-            }
-        }
+        self.lock().intx.set_line(line);
     }
 }
 
@@ -352,8 +237,8 @@ impl Interrupt for Irq {
                 s.queue_vectors
                     .get(usize::from(n))
                     .copied()
-                    .unwrap_or(msix::NO_VECTOR),
-                Some(n),
+                    .unwrap_or(NO_VECTOR),
+                Some(usize::from(n)),
             ),
             InterruptKind::Config => {
                 stats::inc(&self.stats.device.config_interrupts);
@@ -361,15 +246,65 @@ impl Interrupt for Irq {
             }
         };
         s.isr |= bit;
-        if s.msix_enabled {
-            // "VIRTIO_MSI_NO_VECTOR ... no interrupt" (4.1.5.1.2.1)
-            if vector != msix::NO_VECTOR {
-                self.fire_vector(&mut s, vector, queue);
+        if s.msix.enabled() {
+            if vector != NO_VECTOR && s.msix.fire(usize::from(vector)) == Sent::Delivered {
+                if let Some(q) = queue {
+                    stats::inc(&self.stats.queue(q).msix);
+                }
             }
-        } else {
-            s.intx_asserted = true;
-            self.raise_intx(&mut s, queue);
+        } else if s.intx.assert() {
+            if let Some(q) = queue {
+                stats::inc(&self.stats.queue(q).intx);
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn irq() -> (Irq, Arc<CountingLine>, Vec<Arc<CountingLine>>) {
+        let irq = Irq::new(3, 2, Arc::new(Stats::new(2)));
+        let intx = Arc::new(CountingLine::default());
+        irq.set_intx_line(Some(intx.clone()));
+        let msix: Vec<_> = (0..3).map(|_| Arc::new(CountingLine::default())).collect();
+        for (i, l) in msix.iter().enumerate() {
+            irq.set_msix_line(i, Some(l.clone()));
+        }
+        (irq, intx, msix)
+    }
+
+    #[test]
+    fn intx_until_msix_is_enabled() {
+        let (irq, intx, msix) = irq();
+        irq.trigger(InterruptKind::Queue(0)).unwrap();
+        assert_eq!(intx.count(), 1);
+        assert!(irq.intx_asserted());
+        assert_eq!(irq.read_isr(), isr::QUEUE);
+        assert!(!irq.intx_asserted());
+        irq.set_msix_control(true, false);
+        irq.set_queue_vector(1, 2);
+        irq.trigger(InterruptKind::Queue(1)).unwrap();
+        assert_eq!(msix[2].count(), 1);
+        // Config on NO_VECTOR: only the ISR bit.
+        irq.trigger(InterruptKind::Config).unwrap();
+        assert_eq!(irq.peek_isr(), isr::QUEUE | isr::CONFIG);
+        assert_eq!(msix.iter().map(|l| l.count()).sum::<u64>(), 1);
+        assert_eq!(intx.count(), 1);
+    }
+
+    #[test]
+    fn reset_unassigns_vectors_and_reset_all_drops_lines() {
+        let (irq, intx, _) = irq();
+        irq.set_config_vector(0);
+        irq.set_queue_vector(0, 7);
+        assert_eq!(irq.queue_vector(0), NO_VECTOR, "past the table");
+        irq.reset();
+        assert_eq!(irq.config_vector(), NO_VECTOR);
+        irq.reset_all();
+        irq.trigger(InterruptKind::Queue(0)).unwrap();
+        assert_eq!(intx.count(), 0);
     }
 }

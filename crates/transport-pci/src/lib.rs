@@ -1,19 +1,31 @@
 //! A complete virtio-blk PCI function, served over vfio-user.
 //!
-//! * `regs` — every register offset, named;
-//! * `config_space` — PCI header, BARs, capability list;
-//! * `status` — legal device-status transitions;
-//! * `irq` — ISR, MSI-X table/PBA/masks, INTx;
-//! * `device` — the legacy I/O block, the modern common/notify/ISR/device
-//!   structures, and the kick → device core → interrupt path;
-//! * `vfio` — the vfio-user server adapter.
+//! One job per module:
+//! * [`regs`] — every register offset and constant, named;
+//! * [`config_space`] — PCI header, BARs (sizing), capability list;
+//! * [`status`] — the device-status transition table and FEATURES_OK rule;
+//! * [`legacy`] — BAR0, the legacy virtio I/O registers;
+//! * [`modern`] — BAR4, common cfg / notify / ISR / device cfg;
+//! * [`msix`] — the MSI-X table, PBA and masks (BAR1);
+//! * [`intx`] — the INTA# line over a vfio eventfd;
+//! * [`irq`] — routing "queue n / config" to an MSI-X vector or INTx + ISR;
+//! * [`function`] — the function: config space and BAR routing, reset,
+//!   status, and kick → device core → interrupt;
+//! * [`vfio`] — the vfio-user server, a thin adapter over [`function`].
+//!
+//! Everything but [`vfio`] is plain state driven by register accesses, so
+//! the tests replay Linux's register sequences without a socket.
 
 pub mod config_space;
-pub mod device;
+pub mod function;
+pub mod intx;
 pub mod irq;
+pub mod legacy;
+pub mod modern;
+pub mod msix;
 pub mod regs;
 pub mod status;
 pub mod vfio;
 
-pub use device::{NotifyPath, PciFunction};
+pub use function::{NotifyPath, PciFunction};
 pub use vfio::{serve, Error};

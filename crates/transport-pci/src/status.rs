@@ -1,15 +1,27 @@
-//! Device status: the legal transitions as a table (virtio 1.2, 3.1.1).
+//! Device status: the legal transitions as a table (virtio 1.2, 2.1 and 3.1).
 //!
-//! "The driver MUST follow this sequence to initialize a device:
-//!  reset, ACKNOWLEDGE, DRIVER, read features, FEATURES_OK, ..., DRIVER_OK"
-//! (3.1.1). Legacy drivers skip FEATURES_OK (3.1.2).
-//! "The driver MUST NOT clear a device status bit." (2.1.1)
+//! Spec rules this module enforces, next to the code that enforces them:
+//! * "The driver MUST follow this sequence to initialize a device: reset,
+//!   ACKNOWLEDGE, DRIVER, read features, write the subset understood,
+//!   FEATURES_OK, re-read status to ensure FEATURES_OK is still set, ...
+//!   DRIVER_OK" (3.1.1) — the prerequisites column of [`TABLE`].
+//! * Legacy drivers never set FEATURES_OK (3.1.2, "Legacy Interface: Device
+//!   Initialization") — the legacy column.
+//! * "The driver MUST NOT clear a device status bit." (2.1.1) — a write that
+//!   clears one is refused; 0 is a reset and handled by the caller.
+//! * "The device MUST NOT offer a feature which requires another feature
+//!   which was not offered" and the device refuses FEATURES_OK when it
+//!   cannot accept the driver's subset: "otherwise, the device does not
+//!   support our subset of features" (3.1.1 step 6) — [`features_ok`].
+//! * DEVICE_NEEDS_RESET is the device's bit (2.1.2): the driver's copy of it
+//!   is ignored, the device's kept.
 
 use crate::regs::status::*;
 
 /// For each bit a driver may set: the bits that must already be set.
-/// `FAILED` may be set at any time.
-const TABLE: &[(u8, u8, u8)] = &[
+/// "FAILED ... the driver has given up on the device" may be set at any
+/// time (2.1).
+pub const TABLE: &[(u8, u8, u8)] = &[
     // (bit, prerequisites for a modern driver, prerequisites for a legacy driver)
     (ACKNOWLEDGE, 0, 0),
     (DRIVER, ACKNOWLEDGE, ACKNOWLEDGE),
@@ -59,6 +71,19 @@ pub fn transition(cur: u8, new: u8, legacy: bool) -> Result<u8, Refused> {
         return Err(Refused::UnknownBit(added & !known));
     }
     Ok(have | (cur & DEVICE_NEEDS_RESET))
+}
+
+/// VIRTIO_F_VERSION_1: a modern driver MUST accept it ("A driver MUST
+/// accept VIRTIO_F_VERSION_1 if it is offered", 6.1); the device MAY refuse
+/// to work otherwise ("A device MAY fail to operate further if
+/// VIRTIO_F_VERSION_1 is not accepted", 6.2) — and we do.
+pub const VERSION_1: u64 = 1 << 32;
+
+/// Whether the device accepts FEATURES_OK for `accepted` features out of
+/// `offered`: nothing that was not offered, and VERSION_1 on the modern
+/// interface.
+pub fn features_ok(offered: u64, accepted: u64, legacy: bool) -> bool {
+    accepted & !offered == 0 && (legacy || accepted & VERSION_1 != 0)
 }
 
 #[cfg(test)]
@@ -114,6 +139,18 @@ mod tests {
         assert_eq!(
             transition(0, ACKNOWLEDGE | DEVICE_NEEDS_RESET, false),
             Ok(ACKNOWLEDGE)
+        );
+    }
+
+    #[test]
+    fn features_ok_needs_a_subset_and_version_1() {
+        let offered = VERSION_1 | 0x3000_0246;
+        assert!(features_ok(offered, VERSION_1 | 0x246, false));
+        assert!(!features_ok(offered, 0x246, false), "no VERSION_1");
+        assert!(features_ok(offered, 0x246, true), "legacy has no VERSION_1");
+        assert!(
+            !features_ok(offered, VERSION_1 | 1 << 20, false),
+            "not offered"
         );
     }
 

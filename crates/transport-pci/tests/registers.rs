@@ -600,3 +600,189 @@ fn pci_cfg_capability_window_reaches_the_bars() {
     r.cfg_wr(cap + 12, 4, 3);
     assert_eq!(r.cfg_rd(cap + 16, 4), 0);
 }
+
+#[test]
+fn legacy_reset_at_every_stage() {
+    // Status 0 and QUEUE_PFN 0 both reset, whatever was set up before.
+    for stage in 0..5 {
+        for via_pfn in [false, true] {
+            let mut r = Rig::new();
+            r.enable_msix();
+            let steps = [ACKNOWLEDGE, ACKNOWLEDGE | DRIVER];
+            for s in steps.iter().take(stage.min(2)) {
+                r.wr(0, legacy::STATUS, 1, u64::from(*s));
+            }
+            if stage >= 3 {
+                r.wr(0, legacy::GUEST_FEATURES, 4, 1 << 9);
+                r.wr(0, legacy::MSI_CONFIG_VECTOR, 2, 0);
+                r.wr(0, legacy::QUEUE_SEL, 2, 1);
+                r.wr(0, legacy::QUEUE_PFN, 4, 0x20);
+                r.wr(0, legacy::MSI_QUEUE_VECTOR, 2, 2);
+            }
+            if stage == 4 {
+                r.wr(
+                    0,
+                    legacy::STATUS,
+                    1,
+                    u64::from(ACKNOWLEDGE | DRIVER | DRIVER_OK),
+                );
+                assert_eq!(r.f.status(), ACKNOWLEDGE | DRIVER | DRIVER_OK);
+            }
+            if via_pfn {
+                r.wr(0, legacy::QUEUE_SEL, 2, 1);
+                r.wr(0, legacy::QUEUE_PFN, 4, 0);
+            } else {
+                r.wr(0, legacy::STATUS, 1, 0);
+            }
+            let what = format!(
+                "stage {stage}, via {}",
+                if via_pfn { "PFN" } else { "STATUS" }
+            );
+            assert_eq!(r.rd(0, legacy::STATUS, 1), 0, "{what}");
+            assert_eq!(r.rd(0, legacy::GUEST_FEATURES, 4), 0, "{what}");
+            assert_eq!(r.rd(0, legacy::QUEUE_SEL, 2), 0, "{what}");
+            assert_eq!(
+                r.rd(0, legacy::MSI_CONFIG_VECTOR, 2),
+                u64::from(msix::NO_VECTOR),
+                "{what}"
+            );
+            for q in 0..2 {
+                r.wr(0, legacy::QUEUE_SEL, 2, q);
+                assert_eq!(r.rd(0, legacy::QUEUE_PFN, 4), 0, "{what}");
+                assert_eq!(
+                    r.rd(0, legacy::MSI_QUEUE_VECTOR, 2),
+                    u64::from(msix::NO_VECTOR),
+                    "{what}"
+                );
+            }
+            assert!(
+                r.f.irq().msix_enabled(),
+                "MSI-X is PCI's, not reset by virtio"
+            );
+        }
+    }
+}
+
+/// For registers without read side effects, a wide read is the
+/// concatenation of byte reads: every offset, sizes 1, 2 and 4.
+#[test]
+fn every_offset_reads_the_same_at_every_width() {
+    let mut r = Rig::new();
+    legacy_probe(&mut r, true);
+    r.wr(4, COMMON_OFFSET + common::QUEUE_SELECT, 2, 1);
+    let check = |r: &mut Rig, bar: usize, range: std::ops::Range<u64>, skip: &[u64]| {
+        for off in range {
+            for n in [2usize, 4] {
+                if (off..off + n as u64).any(|o| skip.contains(&o)) {
+                    continue;
+                }
+                let wide = r.rd(bar, off, n);
+                let bytes: u64 = (0..n as u64)
+                    .map(|i| r.rd(bar, off + i, 1) << (8 * i))
+                    .sum();
+                assert_eq!(wide, bytes, "BAR{bar} offset {off:#x} size {n}");
+            }
+        }
+    };
+    // BAR0 (ISR at 19 clears on read).
+    check(&mut r, 0, 0..LEGACY_BAR_SIZE - 4, &[legacy::ISR]);
+    // BAR4 common cfg and device config.
+    check(&mut r, 4, COMMON_OFFSET..COMMON_OFFSET + 64, &[]);
+    check(&mut r, 4, DEVICE_OFFSET..DEVICE_OFFSET + 64, &[]);
+    // BAR1 MSI-X table and PBA.
+    check(&mut r, MSIX_BAR, 0..64, &[]);
+    check(&mut r, MSIX_BAR, MSIX_PBA_OFFSET..MSIX_PBA_OFFSET + 8, &[]);
+    // Config space.
+    for off in 0..252u64 {
+        let wide = r.cfg_rd(off, 4);
+        let bytes: u64 = (0..4u64).map(|i| r.cfg_rd(off + i, 1) << (8 * i)).sum();
+        assert_eq!(wide, bytes, "config offset {off:#x}");
+    }
+}
+
+#[test]
+fn read_only_registers_stay_read_only() {
+    let mut r = Rig::new();
+    legacy_probe(&mut r, false);
+    let host = r.rd(0, legacy::HOST_FEATURES, 4);
+    r.wr(0, legacy::HOST_FEATURES, 4, 0);
+    assert_eq!(r.rd(0, legacy::HOST_FEATURES, 4), host);
+    r.wr(0, legacy::QUEUE_NUM, 2, 16);
+    assert_eq!(
+        r.rd(0, legacy::QUEUE_NUM, 2),
+        QSIZE,
+        "legacy queue size is fixed"
+    );
+    // Device config (capacity) through BAR0 and BAR4.
+    r.wr(0, 20, 4, 0);
+    assert_eq!(r.rd(0, 20, 4), DISK / 512);
+    r.wr(4, DEVICE_OFFSET, 4, 0);
+    assert_eq!(r.rd(4, DEVICE_OFFSET, 8), DISK / 512);
+    // Modern: num_queues, device_feature, config_generation, notify_off.
+    let c = COMMON_OFFSET;
+    for (f, n) in [
+        (common::NUM_QUEUES, 2),
+        (common::DEVICE_FEATURE, 4),
+        (common::CONFIG_GENERATION, 1),
+        (common::QUEUE_NOTIFY_OFF, 2),
+    ] {
+        let before = r.rd(4, c + f, n);
+        r.wr(4, c + f, n, 0x5a5a_5a5a);
+        assert_eq!(r.rd(4, c + f, n), before, "common cfg {f}");
+    }
+    // The MSI-X PBA.
+    r.wr(MSIX_BAR, MSIX_PBA_OFFSET, 4, 0xffff_ffff);
+    assert_eq!(r.rd(MSIX_BAR, MSIX_PBA_OFFSET, 4), 0);
+    // The MSI-X table size in Message Control.
+    r.cfg_wr(CAP_MSIX as u64 + 2, 2, 0x07ff);
+    assert_eq!(r.cfg_rd(CAP_MSIX as u64 + 2, 2), 2);
+    // Capability pointers, interrupt pin, class.
+    r.cfg_wr(0x34, 1, 0);
+    r.cfg_wr(0x3d, 1, 4);
+    r.cfg_wr(0x08, 4, 0);
+    assert_eq!(r.cfg_rd(0x34, 1), CAP_MSIX as u64);
+    assert_eq!(r.cfg_rd(0x3d, 1), 1);
+    assert_eq!(r.cfg_rd(0x0b, 1), 1);
+    // Interrupt Line is the firmware's scratch byte.
+    r.cfg_wr(0x3c, 1, 11);
+    assert_eq!(r.cfg_rd(0x3c, 1), 11);
+}
+
+#[test]
+fn modern_queue_rules() {
+    let mut r = Rig::new();
+    let c = COMMON_OFFSET;
+    // A queue_select past the last queue: size 0 ("not available").
+    r.wr(4, c + common::QUEUE_SELECT, 2, 5);
+    assert_eq!(r.rd(4, c + common::QUEUE_SIZE, 2), 0);
+    r.wr(4, c + common::QUEUE_ENABLE, 2, 1);
+    assert_eq!(r.rd(4, c + common::QUEUE_ENABLE, 2), 0);
+    r.wr(4, c + common::QUEUE_SELECT, 2, 0);
+    // Sizes: powers of two up to the maximum only.
+    for bad in [0u64, 3, 100, 512] {
+        r.wr(4, c + common::QUEUE_SIZE, 2, bad);
+        assert_eq!(r.rd(4, c + common::QUEUE_SIZE, 2), QSIZE, "size {bad}");
+    }
+    r.wr(4, c + common::QUEUE_SIZE, 2, 16);
+    assert_eq!(r.rd(4, c + common::QUEUE_SIZE, 2), 16);
+    // "The driver MUST NOT write a 0 to queue_enable."
+    r.wr(4, c + common::QUEUE_ENABLE, 2, 0);
+    assert_eq!(r.rd(4, c + common::QUEUE_ENABLE, 2), 0);
+    r.wr(4, c + common::QUEUE_DESC_LO, 4, 0x1000);
+    r.wr(4, c + common::QUEUE_ENABLE, 2, 1);
+    // Once enabled, the queue's layout is fixed.
+    r.wr(4, c + common::QUEUE_DESC_LO, 4, 0x8000);
+    r.wr(4, c + common::QUEUE_SIZE, 2, 32);
+    assert_eq!(r.rd(4, c + common::QUEUE_DESC_LO, 4), 0x1000);
+    assert_eq!(r.rd(4, c + common::QUEUE_SIZE, 2), 16);
+    // Feature selects past 63 read 0.
+    r.wr(4, c + common::DEVICE_FEATURE_SELECT, 4, 2);
+    assert_eq!(r.rd(4, c + common::DEVICE_FEATURE, 4), 0);
+    // Kicks before DRIVER_OK do nothing but count.
+    r.wr(4, NOTIFY_OFFSET, 2, 0);
+    assert_eq!(r.stat(0, "notify_modern"), 1);
+    assert_eq!(r.stat(0, "drains"), 0);
+    // A notify address between two queues' is no kick.
+    r.wr(4, NOTIFY_OFFSET + 2, 2, 0);
+    assert_eq!(r.stat(0, "notify_modern"), 1);
+}
