@@ -29,6 +29,7 @@ while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; mdev -s 2>/dev/null; i=
 [ -b /dev/vda ] || fail "no /dev/vda appeared"
 
 SECTORS=$(cat /sys/block/vda/size)
+say "START $TEST"
 say "disk vda sectors=$SECTORS ro=$(cat /sys/block/vda/ro) serial=$(cat /sys/block/vda/serial 2>/dev/null) queues=$(ls /sys/block/vda/mq | wc -l)"
 [ -n "$SERIAL" ] && { [ "$(cat /sys/block/vda/serial)" = "$SERIAL" ] || fail "serial (GET_ID) is '$(cat /sys/block/vda/serial)', want '$SERIAL'"; }
 
@@ -126,6 +127,7 @@ demo)
 esac
 echo "--- /proc/interrupts (virtio)"
 grep -i virtio /proc/interrupts
+# Bit 32 (VIRTIO_F_VERSION_1) tells a modern from a legacy (force_legacy=1) driver.
 for f in /sys/bus/virtio/devices/virtio*/features; do [ -f "$f" ] && echo "features $f $(cat $f)"; done
 say "DONE"
 poweroff -f

@@ -2,9 +2,10 @@
 """Build the test guest's initramfs (newc cpio, gzip) with no host tools:
 busybox, /init, and the virtio modules in dependency order.
 
-The kernel package ships no modules.dep, so each module's dependencies are
-read from its own .modinfo section ("depends=a,b"), and the load order is a
-topological sort of that graph.
+The kernel package ships no modules.dep (and busybox modinfo insists on
+one), so each module's dependencies are read from its own .modinfo ELF
+section ("depends=a,b"), and the load order is a topological sort of that
+graph. Compressed modules (.ko.xz, .ko.gz) are stored uncompressed.
 
 usage: mkinitramfs.py KERNEL_ROOT BUSYBOX INIT OUT [EXTRA_LIST]
 
@@ -14,29 +15,57 @@ the bookworm chroot) copied into the image.
 import gzip
 import io
 import os
+import lzma
 import stat
+import struct
 import sys
 
 WANTED = ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"]
 
 
-def modinfo(path):
+def read_module(path):
+    """A module's bytes, uncompressed (.ko, .ko.xz, .ko.gz)."""
     data = open(path, "rb").read()
+    if path.endswith(".xz"):
+        data = lzma.decompress(data)
+    elif path.endswith(".gz"):
+        data = gzip.decompress(data)
+    return data
+
+
+def modinfo(path):
+    """The key=value strings of the module's .modinfo ELF section."""
+    data = read_module(path)
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        raise SystemExit(f"{path}: not a 64-bit ELF module")
+    end = "<" if data[5] == 1 else ">"
+    shoff, = struct.unpack_from(end + "Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", data, 0x3A)
+
+    def section(i):
+        name, _typ, _flags, _addr, off, size = struct.unpack_from(end + "IIQQQQ", data, shoff + i * shentsize)
+        return name, off, size
+
+    _, stroff, _ = section(shstrndx)
     info = {}
-    for key in (b"depends=", b"name="):
-        i = data.find(b"\0" + key)
-        if i >= 0:
-            j = data.index(b"\0", i + 1)
-            info[key[:-1].decode()] = data[i + 1 + len(key):j].decode()
-    return info
+    for i in range(shnum):
+        name, off, size = section(i)
+        if data[stroff + name:data.index(b"\0", stroff + name)] == b".modinfo":
+            for kv in data[off:off + size].split(b"\0"):
+                if b"=" in kv:
+                    k, v = kv.decode(errors="replace").split("=", 1)
+                    info.setdefault(k, v)
+            return info
+    raise SystemExit(f"{path}: no .modinfo section")
 
 
 def find_modules(kroot):
     found = {}
     for d, _, files in os.walk(os.path.join(kroot, "lib", "modules")):
         for f in files:
-            if f.endswith(".ko"):
-                found[f[:-3].replace("-", "_")] = os.path.join(d, f)
+            for ext in (".ko", ".ko.xz", ".ko.gz"):
+                if f.endswith(ext):
+                    found[f[: -len(ext)].replace("-", "_")] = os.path.join(d, f)
     return found
 
 
@@ -96,7 +125,7 @@ def main():
     c.add("bin/busybox", open(busybox, "rb").read(), mode=stat.S_IFREG | 0o755)
     c.add("init", open(init, "rb").read(), mode=stat.S_IFREG | 0o755)
     for i, m in enumerate(order):
-        c.add(f"modules/{i:02d}-{m}.ko", open(mods[m], "rb").read())
+        c.add(f"modules/{i:02d}-{m}.ko", read_module(mods[m]))
     c.add("modules/order", ("\n".join(order) + "\n").encode())
     if len(sys.argv) > 5:
         made = set()
