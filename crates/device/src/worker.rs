@@ -676,7 +676,9 @@ fn merge(mut planned: Vec<IoRequest>, max_bytes: u64) -> Vec<(IoRequest, Vec<IoR
     if max_bytes == 0 || planned.len() < 2 {
         return planned.into_iter().map(|r| (r, Vec::new())).collect();
     }
-    // Order by (direction, offset) so neighbours meet; others keep their order.
+    // Order by (reads, writes, the rest) and offset so neighbours meet. Requests
+    // in flight together have no order among them (virtio 1.2, 5.2.6), so a
+    // FLUSH may also run before a DISCARD queued ahead of it in the batch.
     planned.sort_by_key(|r| (!mergeable(r), r.op == IoOp::Write, r.offset));
     for r in planned {
         if let Some((cur, members)) = out.last_mut() {
