@@ -1,13 +1,38 @@
 //! io_uring engine: one ring per queue worker; a batch of requests becomes
 //! one `io_uring_enter`, completions are reaped in batches.
+//!
+//! * [`IoEngine::push`] only queues; [`IoEngine::submit`] turns the batch
+//!   into SQEs (`readv`, `writev`, `fsync(DATASYNC)`, `fallocate`) and hands
+//!   them to the kernel with one `io_uring_enter` (more only when the batch is
+//!   larger than the submission ring). No syscall at all when every request
+//!   of the batch completed inline (page-cache hits, see below).
+//! * [`IoEngine::reap`] harvests CQEs without a syscall and only enters the
+//!   kernel to wait when fewer than `min` completions are ready.
+//! * A short read or write is resubmitted through the ring for the rest of
+//!   its bytes (accumulating what was already transferred); one that makes no
+//!   progress (end of file) completes with `EIO`, so the device reports
+//!   `VIRTIO_BLK_S_IOERR`. `EAGAIN`/`EINTR` results are retried a few times.
+//!   Every pushed request comes back from `reap` exactly once.
+//! * [`IoEngine::completion_fd`] registers an eventfd with the ring on first
+//!   use, so a worker can wait for completions in epoll; until somebody asks
+//!   for it the kernel signals nothing.
+//! * Operations the running kernel's io_uring does not support (probed at
+//!   creation: `fallocate` needs 5.6) are executed synchronously instead.
+//!
+//! Buffered files may complete reads and writes inline before the ring is
+//! involved: `RWF_NOWAIT` first (a page-cache hit completes in the caller's
+//! thread, a miss goes to the ring), or, on file systems without
+//! `RWF_NOWAIT` (tmpfs, writes on ext4), a plain synchronous copy — for
+//! page-cache I/O far cheaper than the io-wq worker hand-off io_uring would
+//! otherwise use. `O_DIRECT` files and block devices always use the ring.
 
-use std::collections::HashMap;
+use std::cell::OnceCell;
 use std::fs::File;
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring, Probe};
 
 use crate::file::exec_sync;
 use crate::{IoCompletion, IoEngine, IoOp, IoRequest};
@@ -23,90 +48,157 @@ enum Inline {
     Sync,
 }
 
+/// How many times an `EAGAIN`/`EINTR` result is resubmitted before it is
+/// reported as an error.
+const MAX_RETRIES: u8 = 8;
+
+/// A request owned by the engine while the kernel works on it. Its iovec
+/// array (and the guest memory behind it) must stay put until its CQE.
+struct Slot {
+    /// What is left to do (advanced past partial transfers).
+    req: IoRequest,
+    /// Bytes already transferred (inline or by earlier CQEs).
+    done: u64,
+    /// The request's full length.
+    total: u64,
+    retries: u8,
+}
+
 /// An io_uring based engine for one queue.
 pub struct UringEngine {
     file: Arc<File>,
+    fd: RawFd,
     ring: IoUring,
-    /// Requests in the kernel, by user_data (their iovecs must stay put).
-    inflight: HashMap<u64, IoRequest>,
+    /// Requests in the ring; a CQE's user_data is the index.
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    /// Occupied slots.
+    in_ring: usize,
     /// Pushed, not yet handed to the kernel.
     queued: Vec<IoRequest>,
-    next_id: u64,
+    /// Slots whose remainder (short transfer, EAGAIN) must go to the ring again.
+    again: Vec<usize>,
     done: Vec<IoCompletion>,
     /// Per direction (read, write): how buffered I/O is tried before the ring.
-    nowait: [Inline; 2],
-    /// Bytes already transferred inline for requests finished by the ring.
-    partial: HashMap<u64, u64>,
-    /// Statistics: requests completed inline.
+    inline: [Inline; 2],
+    /// Whether the ring can do fsync / fallocate (else: synchronous).
+    ring_fsync: bool,
+    ring_fallocate: bool,
+    /// Write-zeroes through `FALLOC_FL_ZERO_RANGE` failed once: write zeroes by hand.
+    zero_range_unsupported: bool,
+    /// The eventfd registered with the ring, created on first request.
+    evfd: OnceCell<Option<OwnedFd>>,
+    /// Statistics: requests completed inline (never entered the ring).
     pub inline_done: u64,
+    /// Statistics: remainders of short transfers resubmitted.
+    pub resubmitted: u64,
+}
+
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
 }
 
 impl UringEngine {
     /// A ring of `entries` submission slots. Fails where io_uring is not
-    /// available (old kernel, seccomp, container policy).
+    /// available (old kernel, seccomp, `kernel.io_uring_disabled`, container
+    /// policy); the caller then uses the synchronous engine.
     ///
     /// `inline_nowait`: for buffered files, try reads and writes inline with
     /// `RWF_NOWAIT` before queueing them (never for `O_DIRECT`, where a
     /// "non-blocking" direct read still waits for the device).
     pub fn new(file: Arc<File>, entries: u32, inline_nowait: bool) -> io::Result<Self> {
-        let ring = IoUring::new(entries)?;
+        let ring = IoUring::builder()
+            .setup_cqsize(entries.saturating_mul(2).max(2))
+            .build(entries.max(1))?;
+        let mut probe = Probe::new();
+        let (ring_fsync, ring_fallocate) = match ring.submitter().register_probe(&mut probe) {
+            Ok(()) => (
+                probe.is_supported(opcode::Fsync::CODE),
+                probe.is_supported(opcode::Fallocate::CODE),
+            ),
+            // No probe before 5.6: readv/writev/fsync exist since 5.1,
+            // fallocate came with the probe.
+            Err(_) => (true, false),
+        };
+        if !(probe_ok(&probe, opcode::Readv::CODE) && probe_ok(&probe, opcode::Writev::CODE)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring has no readv/writev",
+            ));
+        }
+        let mode = if inline_nowait {
+            Inline::Nowait
+        } else {
+            Inline::Ring
+        };
+        log::debug!(
+            "io_uring engine: {} SQ entries, {} CQ entries, inline page-cache I/O {}, fsync {}, fallocate {}",
+            ring.params().sq_entries(),
+            ring.params().cq_entries(),
+            if inline_nowait { "on" } else { "off" },
+            if ring_fsync { "in the ring" } else { "synchronous" },
+            if ring_fallocate { "in the ring" } else { "synchronous" },
+        );
         Ok(UringEngine {
+            fd: file.as_raw_fd(),
             file,
             ring,
-            inflight: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            in_ring: 0,
             queued: Vec::new(),
-            next_id: 0,
+            again: Vec::new(),
             done: Vec::new(),
-            nowait: [if inline_nowait {
-                Inline::Nowait
-            } else {
-                Inline::Ring
-            }; 2],
-            partial: HashMap::new(),
+            inline: [mode; 2],
+            ring_fsync,
+            ring_fallocate,
+            zero_range_unsupported: false,
+            evfd: OnceCell::new(),
             inline_done: 0,
+            resubmitted: 0,
         })
     }
 
+    /// The file this engine reads and writes.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    fn complete(&mut self, token: u64, result: Result<u64, i32>) {
+        self.done.push(IoCompletion { token, result });
+    }
+
     /// Try a read/write inline without blocking. Returns the request back
-    /// if it has to go through the ring (possibly advanced past a partial
-    /// transfer), or None when it is complete.
-    ///
-    /// Buffered files only: first `RWF_NOWAIT` (a page-cache hit completes
-    /// here, a miss goes to the ring); where the file system does not support
-    /// it (tmpfs, and writes on many file systems) a plain `preadv`/`pwritev`
-    /// in this thread, which for page-cache I/O is far cheaper than handing
-    /// each request to an io-wq worker thread.
-    fn try_inline(&mut self, req: IoRequest) -> Option<IoRequest> {
+    /// (possibly advanced past a partial transfer, with the bytes already
+    /// done) if it has to go through the ring, or None when it is complete.
+    fn try_inline(&mut self, req: IoRequest) -> Option<(IoRequest, u64)> {
         let dir = match req.op {
             IoOp::Read => 0,
             IoOp::Write => 1,
-            _ => return Some(req),
+            _ => return Some((req, 0)),
         };
-        match self.nowait[dir] {
-            Inline::Ring => return Some(req),
+        match self.inline[dir] {
+            Inline::Ring => return Some((req, 0)),
             Inline::Sync => {
-                let result = exec_sync(self.file.as_raw_fd(), &req);
+                let result = exec_sync(self.fd, &req);
                 self.inline_done += 1;
-                self.done.push(IoCompletion {
-                    token: req.token,
-                    result,
-                });
+                self.complete(req.token, result);
                 return None;
             }
             Inline::Nowait => {}
         }
         if req.iovecs.len() > libc::UIO_MAXIOV as usize {
-            return Some(req);
+            return Some((req, 0));
         }
         let Ok(off) = libc::off_t::try_from(req.offset) else {
-            return Some(req);
+            return Some((req, 0));
         };
         // SAFETY: the iovecs describe memory that stays valid until the
         // request completes (IoEngine::push contract); the count matches.
         let r = unsafe {
             if dir == 0 {
                 libc::preadv2(
-                    self.file.as_raw_fd(),
+                    self.fd,
                     req.iovecs.as_ptr(),
                     req.iovecs.len() as i32,
                     off,
@@ -114,7 +206,7 @@ impl UringEngine {
                 )
             } else {
                 libc::pwritev2(
-                    self.file.as_raw_fd(),
+                    self.fd,
                     req.iovecs.as_ptr(),
                     req.iovecs.len() as i32,
                     off,
@@ -123,52 +215,38 @@ impl UringEngine {
             }
         };
         if r < 0 {
-            let e = io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
+            let e = errno_of(&io::Error::last_os_error());
             if e == libc::EOPNOTSUPP || e == libc::EINVAL {
                 log::debug!(
-                    "RWF_NOWAIT not supported for {}; inline synchronous I/O",
+                    "RWF_NOWAIT not supported for {}; page-cache I/O synchronous in the queue thread",
                     if dir == 0 { "reads" } else { "writes" }
                 );
-                self.nowait[dir] = Inline::Sync;
+                self.inline[dir] = Inline::Sync;
                 return self.try_inline(req);
             }
             if e == libc::EAGAIN || e == libc::EINTR {
-                return Some(req);
+                return Some((req, 0));
             }
-            self.done.push(IoCompletion {
-                token: req.token,
-                result: Err(e),
-            });
+            self.complete(req.token, Err(e));
             return None;
         }
         let n = r as u64;
         if n == req.len {
             self.inline_done += 1;
-            self.done.push(IoCompletion {
-                token: req.token,
-                result: Ok(n),
-            });
+            self.complete(req.token, Ok(n));
             return None;
         }
         if n == 0 && dir == 0 {
             // End of file.
-            self.done.push(IoCompletion {
-                token: req.token,
-                result: Err(libc::EIO),
-            });
+            self.complete(req.token, Err(libc::EIO));
             return None;
         }
-        // Partial: the rest goes through the ring; remember what was done.
-        let mut rest = advance(&req, n);
-        rest.len = req.len - n;
-        self.partial.insert(req.token, n);
-        Some(rest)
+        // Partial (some pages cached, some not): the rest goes through the ring.
+        Some((advance(&req, n), n))
     }
 
-    fn sqe(&self, req: &IoRequest, id: u64) -> squeue::Entry {
-        let fd = types::Fd(self.file.as_raw_fd());
+    fn sqe(&self, req: &IoRequest, id: usize) -> squeue::Entry {
+        let fd = types::Fd(self.fd);
         let e = match req.op {
             IoOp::Read => opcode::Readv::new(fd, req.iovecs.as_ptr(), req.iovecs.len() as u32)
                 .offset(req.offset)
@@ -190,57 +268,219 @@ impl UringEngine {
                 .mode(libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE)
                 .build(),
         };
-        e.user_data(id)
+        e.user_data(id as u64)
     }
 
-    /// Finish a completion: errors as errno; short reads/writes completed
-    /// synchronously from where the kernel stopped.
-    fn finish(&mut self, id: u64, res: i32) {
-        let Some(req) = self.inflight.remove(&id) else {
+    /// Whether `op` goes through the ring at all (else: synchronous).
+    fn ring_does(&self, op: IoOp) -> bool {
+        match op {
+            IoOp::Read | IoOp::Write => true,
+            IoOp::Flush => self.ring_fsync,
+            IoOp::Discard => self.ring_fallocate,
+            IoOp::WriteZeroes => self.ring_fallocate && !self.zero_range_unsupported,
+        }
+    }
+
+    /// Take ownership of a request for the ring; returns its slot.
+    fn occupy(&mut self, req: IoRequest, done: u64, total: u64) -> usize {
+        let slot = Slot {
+            req,
+            done,
+            total,
+            retries: 0,
+        };
+        self.in_ring += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn release(&mut self, id: usize) -> Option<Slot> {
+        let s = self.slots.get_mut(id)?.take()?;
+        self.in_ring -= 1;
+        self.free.push(id);
+        Some(s)
+    }
+
+    /// Put slot `id`'s SQE on the submission ring, handing the ring to the
+    /// kernel first if it is full.
+    fn queue_sqe(&mut self, id: usize) -> io::Result<()> {
+        let Some(slot) = self.slots[id].as_ref() else {
+            return Ok(());
+        };
+        let e = self.sqe(&slot.req, id);
+        loop {
+            // SAFETY: the entry's buffers (the iovec array owned by the slot,
+            // and the guest memory behind it per the IoEngine::push contract)
+            // outlive the operation: the slot is released only when its CQE
+            // has been reaped.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return Ok(());
+            }
+            // Submission ring full: hand what we have to the kernel.
+            self.enter(0)?;
+            self.drain_cq();
+        }
+    }
+
+    /// `io_uring_enter`: submit what is on the submission ring and wait for
+    /// `want` completions. Transient failures are retried.
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        loop {
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                    if want == 0 {
+                        continue;
+                    }
+                    // Interrupted while waiting: the caller looks at the
+                    // completion ring and waits again if it must.
+                    return Ok(());
+                }
+                // Completion ring overflowing or kernel short of memory:
+                // make room and try again.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        || e.raw_os_error() == Some(libc::EAGAIN) =>
+                {
+                    self.drain_cq();
+                    if want > 0 && !self.done.is_empty() {
+                        return Ok(());
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether an `io_uring_enter` without waiting has anything to do.
+    fn needs_enter(&mut self) -> bool {
+        let sq = self.ring.submission();
+        !sq.is_empty() || sq.cq_overflow() || sq.taskrun()
+    }
+
+    /// Put the remainders of short or retried transfers back on the ring.
+    fn requeue(&mut self) -> io::Result<()> {
+        while let Some(id) = self.again.pop() {
+            self.resubmitted += 1;
+            self.queue_sqe(id)?;
+        }
+        Ok(())
+    }
+
+    /// Finish a CQE: errors as errno, short transfers continued.
+    fn finish(&mut self, id: usize, res: i32) {
+        let Some(slot) = self.slots.get_mut(id).and_then(|s| s.as_mut()) else {
+            log::warn!("io_uring: completion for unknown request {id}");
             return;
         };
-        let result = if res < 0 {
+        let op = slot.req.op;
+        if res < 0 {
             let errno = -res;
-            match req.op {
+            if (errno == libc::EAGAIN || errno == libc::EINTR) && slot.retries < MAX_RETRIES {
+                slot.retries += 1;
+                self.again.push(id);
+                return;
+            }
+            let Some(slot) = self.release(id) else { return };
+            let result = match op {
                 // Discard is advisory.
-                IoOp::Discard => Ok(req.len),
-                // Filesystems without ZERO_RANGE: write zeroes by hand.
+                IoOp::Discard => Ok(slot.total),
+                // File systems without ZERO_RANGE: write zeroes by hand.
                 IoOp::WriteZeroes if errno == libc::EOPNOTSUPP || errno == libc::EINVAL => {
-                    exec_sync(self.file.as_raw_fd(), &req)
+                    self.zero_range_unsupported = true;
+                    exec_sync(self.fd, &slot.req)
                 }
                 _ => Err(errno),
+            };
+            self.complete(slot.req.token, result);
+            return;
+        }
+        let n = res as u64;
+        match op {
+            IoOp::Read | IoOp::Write if n < slot.req.len && n > 0 => {
+                // Short: the rest goes to the ring again.
+                slot.done += n;
+                slot.req = advance(&slot.req, n);
+                slot.retries = 0;
+                self.again.push(id);
             }
-        } else {
-            let n = res as u64;
-            match req.op {
-                IoOp::Read | IoOp::Write if n < req.len => {
-                    if n == 0 {
-                        Err(libc::EIO)
-                    } else {
-                        let rest = advance(&req, n);
-                        exec_sync(self.file.as_raw_fd(), &rest).map(|m| n + m)
-                    }
-                }
-                IoOp::Read | IoOp::Write => Ok(n),
-                _ => Ok(req.len),
+            IoOp::Read | IoOp::Write => {
+                let Some(slot) = self.release(id) else { return };
+                // No progress at all is the end of the file (or device).
+                let result = if n == 0 && slot.req.len > 0 {
+                    Err(libc::EIO)
+                } else {
+                    Ok(slot.done + n)
+                };
+                self.complete(slot.req.token, result);
             }
-        };
-        self.done.push(IoCompletion {
-            token: req.token,
-            result,
-        });
+            _ => {
+                let Some(slot) = self.release(id) else { return };
+                self.complete(slot.req.token, Ok(slot.total));
+            }
+        }
     }
 
     fn drain_cq(&mut self) {
-        let cqes: Vec<(u64, i32)> = self
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (id, res) in cqes {
-            self.finish(id, res);
+        loop {
+            let mut batch = [(0u64, 0i32); 64];
+            let mut n = 0;
+            for c in self.ring.completion().take(batch.len()) {
+                batch[n] = (c.user_data(), c.result());
+                n += 1;
+            }
+            for &(id, res) in &batch[..n] {
+                self.finish(id as usize, res);
+            }
+            if n < batch.len() {
+                break;
+            }
         }
     }
+
+    /// Wait until nothing is in the ring any more (completions stay in `done`).
+    fn wait_idle(&mut self) -> io::Result<()> {
+        self.requeue()?;
+        while self.in_ring > 0 {
+            self.enter(self.in_ring)?;
+            self.drain_cq();
+            self.requeue()?;
+        }
+        Ok(())
+    }
+
+    /// Make the completion eventfd readable, if there is one.
+    fn signal_evfd(&self) {
+        if let Some(Some(fd)) = self.evfd.get() {
+            let v = 1u64;
+            // SAFETY: writes 8 bytes from `v` to an eventfd we own.
+            unsafe { libc::write(fd.as_raw_fd(), &v as *const u64 as *const libc::c_void, 8) };
+        }
+    }
+
+    /// Clear the completion eventfd, if there is one (before looking at the
+    /// completion ring, so a CQE posted afterwards signals it again).
+    fn clear_evfd(&self) {
+        if let Some(Some(fd)) = self.evfd.get() {
+            let mut v = 0u64;
+            // SAFETY: reads 8 bytes into `v` from a non-blocking eventfd we own.
+            unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+        }
+    }
+}
+
+fn probe_ok(probe: &Probe, code: u8) -> bool {
+    // An empty probe (registration failed on an old kernel) says nothing.
+    probe.is_supported(code) || !probe.is_supported(opcode::Nop::CODE)
 }
 
 /// The part of `req` after its first `n` bytes.
@@ -259,11 +499,12 @@ fn advance(req: &IoRequest, mut n: u64) -> IoRequest {
         });
         n = 0;
     }
-    let done: u64 = req.len - iovecs.iter().map(|v| v.iov_len as u64).sum::<u64>();
+    let left: u64 = iovecs.iter().map(|v| v.iov_len as u64).sum();
+    let done = req.len.saturating_sub(left);
     IoRequest {
         op: req.op,
         offset: req.offset + done,
-        len: req.len - done,
+        len: left,
         iovecs,
         token: req.token,
     }
@@ -275,51 +516,95 @@ impl IoEngine for UringEngine {
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let queued = std::mem::take(&mut self.queued);
-        for req in queued {
-            let Some(req) = self.try_inline(req) else {
+        let mut queued = std::mem::take(&mut self.queued);
+        let mut result = Ok(());
+        for req in queued.drain(..) {
+            if !self.ring_does(req.op) {
+                if req.op == IoOp::Flush {
+                    // A flush covers the writes before it: let the ring finish them.
+                    if let Err(e) = self.wait_idle() {
+                        self.complete(req.token, Err(errno_of(&e)));
+                        result = Err(e);
+                        continue;
+                    }
+                }
+                let r = exec_sync(self.fd, &req);
+                self.complete(req.token, r);
+                continue;
+            }
+            let total = req.len;
+            let Some((req, done)) = self.try_inline(req) else {
                 continue;
             };
-            let id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(1);
-            let e = self.sqe(&req, id);
-            // The request (and its iovec array) lives in `inflight` until its
-            // completion, so the pointers in the SQE stay valid.
-            self.inflight.insert(id, req);
-            loop {
-                // SAFETY: the entry's buffers (iovec array in `inflight`, guest
-                // memory behind it per the IoEngine::push contract) outlive
-                // the operation: they are released only in `finish`.
-                let pushed = unsafe { self.ring.submission().push(&e).is_ok() };
-                if pushed {
-                    break;
+            let id = self.occupy(req, done, total);
+            if let Err(e) = self.queue_sqe(id) {
+                // The kernel refuses the ring: this request never reached
+                // it, so it fails here rather than hang.
+                if let Some(s) = self.release(id) {
+                    self.complete(s.req.token, Err(errno_of(&e)));
                 }
-                // Submission queue full: hand what we have to the kernel.
-                self.ring.submit()?;
-                self.drain_cq();
+                result = Err(e);
             }
         }
-        self.ring.submit()?;
-        Ok(())
+        self.queued = queued;
+        self.requeue()?;
+        if self.needs_enter() {
+            self.enter(0)?;
+        }
+        if !self.done.is_empty() {
+            // Completed without the ring (inline, synchronous, refused): the
+            // kernel will not signal these, so a worker waiting on the
+            // completion eventfd must be told here.
+            self.signal_evfd();
+        }
+        result
     }
 
     fn reap(&mut self, out: &mut Vec<IoCompletion>, min: usize) -> io::Result<()> {
+        self.clear_evfd();
         self.drain_cq();
-        while self.done.len() < min && !self.inflight.is_empty() {
-            let want = (min - self.done.len()).min(self.inflight.len());
-            match self.ring.submit_and_wait(want) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(e),
-            }
+        self.requeue()?;
+        while self.done.len() < min && self.in_ring > 0 {
+            let want = (min - self.done.len()).min(self.in_ring);
+            self.enter(want)?;
             self.drain_cq();
+            self.requeue()?;
+        }
+        if self.needs_enter() {
+            self.enter(0)?;
         }
         out.append(&mut self.done);
         Ok(())
     }
 
     fn in_flight(&self) -> usize {
-        self.queued.len() + self.inflight.len() + self.done.len()
+        self.queued.len() + self.in_ring + self.done.len()
+    }
+
+    fn completion_fd(&self) -> Option<RawFd> {
+        self.evfd
+            .get_or_init(|| {
+                // SAFETY: plain syscall; the new descriptor is owned below.
+                let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+                if fd < 0 {
+                    log::warn!(
+                        "io_uring: cannot create an eventfd: {}",
+                        io::Error::last_os_error()
+                    );
+                    return None;
+                }
+                // SAFETY: `fd` is a fresh descriptor nobody else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                match self.ring.submitter().register_eventfd(fd.as_raw_fd()) {
+                    Ok(()) => Some(fd),
+                    Err(e) => {
+                        log::warn!("io_uring: cannot register the completion eventfd: {e}");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+            .map(|fd| fd.as_raw_fd())
     }
 
     fn name(&self) -> &'static str {
@@ -327,16 +612,26 @@ impl IoEngine for UringEngine {
     }
 }
 
+impl Drop for UringEngine {
+    fn drop(&mut self) {
+        // The kernel may still write into guest memory for requests in the
+        // ring: wait for them (the device core never drops an engine with
+        // requests in flight, but a panic unwinding through it could).
+        if self.in_ring > 0 {
+            log::warn!(
+                "io_uring engine dropped with {} requests in flight; waiting for them",
+                self.in_ring
+            );
+            let mut out = Vec::new();
+            let _ = self.reap(&mut out, usize::MAX);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn iov(buf: &mut [u8]) -> libc::iovec {
-        libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut _,
-            iov_len: buf.len(),
-        }
-    }
+    use crate::testutil::{iov, one};
 
     fn engine(size: usize) -> (tempfile::TempDir, std::path::PathBuf, UringEngine) {
         engine_with(size, false)
@@ -358,140 +653,295 @@ mod tests {
         (dir, p, e)
     }
 
-    #[test]
-    fn a_batch_larger_than_the_ring() {
-        let (_d, p, mut e) = engine(1 << 20);
-        let mut bufs: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8 + 1; 4096]).collect();
-        // SAFETY: buffers outlive the reap below.
-        unsafe {
-            for (i, b) in bufs.iter_mut().enumerate() {
-                e.push(IoRequest {
-                    op: IoOp::Write,
-                    offset: i as u64 * 4096,
-                    len: 4096,
-                    iovecs: vec![iov(b)],
-                    token: i as u64,
-                });
-            }
-            e.push(IoRequest {
-                op: IoOp::Flush,
-                offset: 0,
-                len: 0,
-                iovecs: vec![],
-                token: 999,
-            });
-        }
-        e.submit().unwrap();
-        let mut out = vec![];
-        e.reap(&mut out, 65).unwrap();
-        assert_eq!(out.len(), 65);
-        assert!(out.iter().all(|c| c.result.is_ok()), "{out:?}");
-        assert_eq!(e.in_flight(), 0);
-        let data = std::fs::read(&p).unwrap();
-        for i in 0..64 {
-            assert!(data[i * 4096..(i + 1) * 4096]
-                .iter()
-                .all(|&b| b == i as u8 + 1));
-        }
-        // Read back through the ring, split over two iovecs.
-        let mut a = vec![0u8; 1024];
-        let mut b = vec![0u8; 3072];
-        // SAFETY: buffers outlive the reap.
+    fn push(e: &mut UringEngine, op: IoOp, offset: u64, len: u64, bufs: &mut [&mut [u8]], t: u64) {
+        let iovecs = bufs.iter_mut().map(|b| iov(b)).collect();
+        // SAFETY: every caller reaps the request before its buffers go away.
         unsafe {
             e.push(IoRequest {
-                op: IoOp::Read,
-                offset: 4096 * 3,
-                len: 4096,
-                iovecs: vec![iov(&mut a), iov(&mut b)],
-                token: 5,
-            });
+                op,
+                offset,
+                len,
+                iovecs,
+                token: t,
+            })
+        };
+    }
+
+    /// A page-aligned buffer (for O_DIRECT).
+    struct Aligned {
+        ptr: *mut u8,
+        layout: std::alloc::Layout,
+    }
+
+    impl Aligned {
+        fn new(len: usize, fill: u8) -> Self {
+            let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
+            // SAFETY: non-zero size layout.
+            let ptr = unsafe { std::alloc::alloc(layout) };
+            assert!(!ptr.is_null());
+            // SAFETY: `ptr` points to `len` freshly allocated bytes.
+            unsafe { std::ptr::write_bytes(ptr, fill, len) };
+            Aligned { ptr, layout }
         }
-        e.submit().unwrap();
-        out.clear();
-        e.reap(&mut out, 1).unwrap();
-        assert_eq!(out[0].result, Ok(4096));
-        assert!(a.iter().chain(b.iter()).all(|&x| x == 4));
+
+        fn buf(&mut self) -> &mut [u8] {
+            // SAFETY: `ptr` owns `layout.size()` initialised bytes, borrowed mutably with self.
+            unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+        }
+    }
+
+    impl Drop for Aligned {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr, self.layout) };
+        }
     }
 
     #[test]
-    fn eof_read_is_an_error_and_zeroes_work() {
-        let (_d, p, mut e) = engine(8192);
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: buffer outlives the reap.
-        unsafe {
-            e.push(IoRequest {
-                op: IoOp::Read,
-                offset: 8192,
-                len: 4096,
-                iovecs: vec![iov(&mut buf)],
-                token: 1,
-            });
-            e.push(IoRequest {
-                op: IoOp::Read,
-                offset: 6144,
-                len: 4096,
-                iovecs: vec![iov(&mut buf)],
-                token: 2,
-            });
+    fn write_read_flush_discard_zeroes_round_trip() {
+        for inline in [false, true] {
+            let (_d, p, mut e) = engine_with(1 << 16, inline);
+            let mut w = vec![0x5au8; 8192];
+            let mut r1 = vec![0u8; 512];
+            let mut r2 = vec![0u8; 7680];
+            assert_eq!(one(&mut e, IoOp::Write, 4096, 8192, &mut [&mut w]).result, Ok(8192));
+            assert_eq!(one(&mut e, IoOp::Flush, 0, 0, &mut []).result, Ok(0));
+            assert_eq!(
+                one(&mut e, IoOp::Read, 4096, 8192, &mut [&mut r1, &mut r2]).result,
+                Ok(8192)
+            );
+            assert!(r1.iter().chain(r2.iter()).all(|&b| b == 0x5a));
+            assert_eq!(one(&mut e, IoOp::WriteZeroes, 4096, 1024, &mut []).result, Ok(1024));
+            assert_eq!(one(&mut e, IoOp::Discard, 8192, 4096, &mut []).result, Ok(4096));
+            let d = std::fs::read(&p).unwrap();
+            assert_eq!(d.len(), 1 << 16, "KEEP_SIZE");
+            assert!(d[4096..5120].iter().all(|&b| b == 0), "zeroed");
+            assert!(d[5120..8192].iter().all(|&b| b == 0x5a), "untouched");
+            assert!(d[8192..12288].iter().all(|&b| b == 0), "punched hole reads zeroes");
+            assert_eq!(e.in_flight(), 0);
+            if inline {
+                assert!(e.inline_done >= 2, "the page-cache path was not taken");
+            }
         }
+    }
+
+    #[test]
+    fn a_batch_of_64_mixed_requests_larger_than_the_ring() {
+        let (_d, p, mut e) = engine(1 << 20);
+        // Even slots write a pattern, odd slots read what an earlier
+        // (separate) batch wrote, plus a flush, a discard and write-zeroes.
+        let mut seed: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8 + 100; 4096]).collect();
+        for (i, b) in seed.iter_mut().enumerate() {
+            push(&mut e, IoOp::Write, (64 + i as u64) * 4096, 4096, &mut [b], i as u64);
+        }
+        e.submit().unwrap();
+        let mut out = vec![];
+        e.reap(&mut out, 64).unwrap();
+        assert!(out.iter().all(|c| c.result == Ok(4096)), "{out:?}");
+
+        let mut bufs: Vec<Vec<u8>> = (0..61).map(|i| vec![i as u8 + 1; 4096]).collect();
+        for (i, b) in bufs.iter_mut().enumerate() {
+            if i % 2 == 0 {
+                push(&mut e, IoOp::Write, i as u64 * 4096, 4096, &mut [b], i as u64);
+            } else {
+                push(&mut e, IoOp::Read, (64 + i as u64) * 4096, 4096, &mut [b], i as u64);
+            }
+        }
+        push(&mut e, IoOp::Flush, 0, 0, &mut [], 61);
+        push(&mut e, IoOp::Discard, 200 * 4096, 8192, &mut [], 62);
+        push(&mut e, IoOp::WriteZeroes, 100 * 4096, 4096, &mut [], 63);
+        assert_eq!(e.in_flight(), 64);
+        e.submit().unwrap();
+        out.clear();
+        e.reap(&mut out, 64).unwrap();
+        assert_eq!(out.len(), 64);
+        assert_eq!(e.in_flight(), 0);
+        out.sort_by_key(|c| c.token);
+        for (i, c) in out.iter().enumerate() {
+            assert_eq!(c.token, i as u64, "every request exactly once");
+            let want = match i {
+                61 => 0,
+                62 => 8192,
+                _ => 4096,
+            };
+            assert_eq!(c.result, Ok(want), "request {i}");
+        }
+        let data = std::fs::read(&p).unwrap();
+        for (i, b) in bufs.iter().enumerate() {
+            if i % 2 == 0 {
+                assert!(data[i * 4096..(i + 1) * 4096].iter().all(|&x| x == i as u8 + 1));
+            } else {
+                assert!(b.iter().all(|&x| x == i as u8 + 100), "read {i}");
+            }
+        }
+        assert!(data[100 * 4096..101 * 4096].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn eof_read_is_an_error_and_a_straddling_read_is_resubmitted() {
+        let (_d, _p, mut e) = engine(8192);
+        let mut a = vec![0u8; 4096];
+        let mut b = vec![0u8; 4096];
+        push(&mut e, IoOp::Read, 8192, 4096, &mut [&mut a], 1);
+        // Short (2 KiB), then the rest is resubmitted and hits EOF.
+        push(&mut e, IoOp::Read, 6144, 4096, &mut [&mut b], 2);
         e.submit().unwrap();
         let mut out = vec![];
         e.reap(&mut out, 2).unwrap();
         out.sort_by_key(|c| c.token);
+        assert_eq!(out.len(), 2);
         assert_eq!(out[0].result, Err(libc::EIO), "read at EOF");
-        assert_eq!(
-            out[1].result,
-            Err(libc::EIO),
-            "read straddling EOF is short, then EOF"
-        );
-        std::fs::write(&p, vec![7u8; 8192]).unwrap();
-        // SAFETY: no buffers.
-        unsafe {
-            e.push(IoRequest {
-                op: IoOp::WriteZeroes,
-                offset: 512,
-                len: 1024,
-                iovecs: vec![],
-                token: 3,
-            });
-        }
-        e.submit().unwrap();
-        out.clear();
-        e.reap(&mut out, 1).unwrap();
-        assert_eq!(out[0].result, Ok(1024));
-        let d = std::fs::read(&p).unwrap();
-        assert!(d[512..1536].iter().all(|&b| b == 0) && d[0] == 7 && d[1536] == 7);
+        assert_eq!(out[1].result, Err(libc::EIO), "read straddling EOF");
+        assert!(e.resubmitted >= 1, "the remainder went back to the ring");
+        assert_eq!(e.in_flight(), 0);
     }
 
     #[test]
-    fn inline_nowait_path_gives_the_same_results() {
-        use crate::testutil::one;
-        let (_d, p, mut e) = engine_with(1 << 16, true);
-        let mut w = vec![0x77u8; 8192];
-        let mut r = vec![0u8; 8192];
-        let mut eof = vec![0u8; 4096];
+    fn eof_read_inline_is_an_error() {
+        let (_d, _p, mut e) = engine_with(8192, true);
+        let mut a = vec![0u8; 4096];
         assert_eq!(
-            one(&mut e, IoOp::Write, 4096, 8192, &mut [&mut w]).result,
-            Ok(8192)
-        );
-        assert_eq!(
-            one(&mut e, IoOp::Read, 4096, 8192, &mut [&mut r]).result,
-            Ok(8192)
-        );
-        assert_eq!(
-            one(&mut e, IoOp::Read, 1 << 16, 4096, &mut [&mut eof]).result,
+            one(&mut e, IoOp::Read, 8192, 4096, &mut [&mut a]).result,
             Err(libc::EIO)
         );
-        assert!(r.iter().all(|&b| b == 0x77));
-        assert_eq!(&std::fs::read(&p).unwrap()[4096..12288], &w[..]);
-        assert_eq!(e.in_flight(), 0);
-        assert!(e.inline_done >= 2, "the page-cache path was not taken");
+        assert_eq!(
+            one(&mut e, IoOp::Read, 6144, 4096, &mut [&mut a]).result,
+            Err(libc::EIO)
+        );
+    }
+
+    #[test]
+    fn short_transfer_continues_with_the_right_total() {
+        // `advance` is what a short transfer resubmits: check it across
+        // iovec boundaries.
+        let mut a = vec![0u8; 1000];
+        let mut b = vec![0u8; 3096];
+        let req = IoRequest {
+            op: IoOp::Read,
+            offset: 10_000,
+            len: 4096,
+            iovecs: vec![iov(&mut a), iov(&mut b)],
+            token: 9,
+        };
+        let r = advance(&req, 1500);
+        assert_eq!(r.offset, 11_500);
+        assert_eq!(r.len, 2596);
+        assert_eq!(r.iovecs.len(), 1);
+        assert_eq!(r.iovecs[0].iov_len, 2596);
+        assert_eq!(r.iovecs[0].iov_base as usize, b.as_ptr() as usize + 500);
+        let r = advance(&req, 1000);
+        assert_eq!((r.offset, r.len, r.iovecs.len()), (11_000, 3096, 1));
+    }
+
+    #[test]
+    fn o_direct_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("direct.img");
+        std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&p)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("O_DIRECT not supported on {}: {e}; skipped", dir.path().display());
+                return;
+            }
+        };
+        let mut e = UringEngine::new(Arc::new(f), 8, false).unwrap();
+        let mut w = Aligned::new(8192, 0xc3);
+        let mut r = Aligned::new(8192, 0);
+        // 512-aligned like guest buffers: two iovecs of 512 and 7680 bytes.
+        let (w1, w2) = w.buf().split_at_mut(512);
+        let res = one(&mut e, IoOp::Write, 512 * 9, 8192, &mut [w1, w2]).result;
+        assert_eq!(res, Ok(8192));
+        assert_eq!(one(&mut e, IoOp::Flush, 0, 0, &mut []).result, Ok(0));
+        let res = one(&mut e, IoOp::Read, 512 * 9, 8192, &mut [r.buf()]).result;
+        assert_eq!(res, Ok(8192));
+        assert!(r.buf().iter().all(|&b| b == 0xc3));
+        // Misaligned O_DIRECT is an error, reported, not lost.
+        let mut odd = vec![0u8; 100];
+        let res = one(&mut e, IoOp::Read, 3, 100, &mut [&mut odd]).result;
+        assert_eq!(res, Err(libc::EINVAL));
+        assert_eq!(e.inline_done, 0, "O_DIRECT always goes through the ring");
+        let d = std::fs::read(&p).unwrap();
+        assert!(d[4608..4608 + 8192].iter().all(|&b| b == 0xc3));
+    }
+
+    #[test]
+    fn completion_eventfd_signals() {
+        let (_d, _p, mut e) = engine(1 << 16);
+        let fd = e.completion_fd().expect("eventfd");
+        assert_eq!(e.completion_fd(), Some(fd), "one eventfd per engine");
+        let mut buf = vec![1u8; 4096];
+        push(&mut e, IoOp::Write, 0, 4096, &mut [&mut buf], 7);
+        e.submit().unwrap();
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+        assert_eq!(n, 1, "eventfd readable after the completion");
+        let mut out = vec![];
+        e.reap(&mut out, 0).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].result, Ok(4096));
+        // Reaping cleared it.
+        pfd.revents = 0;
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+    }
+
+    #[test]
+    fn completion_eventfd_signals_inline_completions_too() {
+        let (_d, _p, mut e) = engine_with(1 << 16, true);
+        let fd = e.completion_fd().expect("eventfd");
+        let mut buf = vec![1u8; 4096];
+        push(&mut e, IoOp::Read, 0, 4096, &mut [&mut buf], 7);
+        e.submit().unwrap();
+        assert_eq!(e.inline_done, 1, "a page-cache hit completes inline");
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1);
+        let mut out = vec![];
+        e.reap(&mut out, 0).unwrap();
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn nothing_to_submit_is_fine() {
+        let (_d, _p, mut e) = engine(4096);
+        e.submit().unwrap();
+        let mut out = vec![];
+        e.reap(&mut out, 1).unwrap();
+        assert!(out.is_empty());
     }
 
     #[test]
     fn drop_with_nothing_in_flight() {
-        let (_d, _p, e) = engine(4096);
+        let (_d, _p, mut e) = engine(4096);
+        let mut b = vec![0u8; 4096];
+        assert_eq!(one(&mut e, IoOp::Read, 0, 4096, &mut [&mut b]).result, Ok(4096));
         assert_eq!(e.in_flight(), 0);
         drop(e);
+    }
+
+    #[test]
+    fn drop_waits_for_requests_in_flight() {
+        let (_d, _p, mut e) = engine(1 << 16);
+        let mut b = vec![0u8; 1 << 16];
+        push(&mut e, IoOp::Read, 0, 1 << 16, &mut [&mut b], 1);
+        e.submit().unwrap();
+        drop(e);
+        drop(b);
     }
 }
