@@ -84,6 +84,7 @@ enum Cmd {
     Start(u16, Box<RingSetup>, Sender<io::Result<()>>),
     Stop(u16, Sender<Option<Stopped>>),
     Pause(Sender<()>, Receiver<()>),
+    Settle(Sender<()>),
     Exit,
 }
 
@@ -225,6 +226,23 @@ impl Runners {
         }
     }
 
+    /// Return once every runner has served the kicks that arrived before
+    /// this call (requests its engine completed by then are published).
+    pub fn settle(&self) {
+        let acks: Vec<_> = self
+            .threads
+            .iter()
+            .map(|th| {
+                let (tx, rx) = channel();
+                th.ctl.send(Cmd::Settle(tx));
+                rx
+            })
+            .collect();
+        for a in acks {
+            let _ = a.recv();
+        }
+    }
+
     /// Wake queue `index` as if its kick eventfd fired.
     pub fn kick(&self, index: u16) {
         if let Some((_, k)) = self.queues.get(usize::from(index)) {
@@ -293,6 +311,8 @@ struct RunnerThread {
     epoll: Epoll,
     opts: RunnerOptions,
     device: Arc<BlkDevice>,
+    /// Settle requests, answered after the next pass over the queues.
+    settles: Vec<Sender<()>>,
 }
 
 impl RunnerThread {
@@ -323,6 +343,7 @@ impl RunnerThread {
             epoll,
             opts,
             device,
+            settles: Vec::new(),
         })
     }
 
@@ -339,6 +360,9 @@ impl RunnerThread {
             }
             for slot in 0..self.queues.len() {
                 busy |= self.serve(slot);
+            }
+            for ack in self.settles.drain(..) {
+                let _ = ack.send(());
             }
             if !busy && !self.opts.poll.is_zero() {
                 busy = self.poll();
@@ -406,6 +430,7 @@ impl RunnerThread {
                     // Until the guard is dropped (its sender goes away).
                     let _ = resume.recv();
                 }
+                Cmd::Settle(ack) => self.settles.push(ack),
                 Cmd::Exit => {
                     for slot in 0..self.queues.len() {
                         self.stop(slot);

@@ -56,6 +56,8 @@ impl Rig {
 
     fn wr(&mut self, bar: usize, off: u64, n: usize, v: u64) {
         self.f.bar_write(bar, off, &v.to_le_bytes()[..n]);
+        // Requests run on the queue threads: wait for a kick's effects.
+        self.f.settle();
     }
 
     fn cfg_rd(&mut self, off: u64, n: usize) -> u64 {
@@ -66,6 +68,7 @@ impl Rig {
 
     fn cfg_wr(&mut self, off: u64, n: usize, v: u64) {
         self.f.config_write(off, &v.to_le_bytes()[..n]);
+        self.f.settle();
     }
 
     fn enable_msix(&mut self) {
