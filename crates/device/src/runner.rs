@@ -91,6 +91,8 @@ enum Cmd {
 struct Ctl {
     cmds: Mutex<VecDeque<Cmd>>,
     wake: EventFd,
+    /// The runners are being dropped: a pause ends even if its guard lives on.
+    exiting: std::sync::atomic::AtomicBool,
 }
 
 impl Ctl {
@@ -117,8 +119,7 @@ pub struct Runners {
 
 /// Keeps every runner paused (no I/O in flight, no guest memory access)
 /// until dropped.
-pub struct PauseGuard<'a> {
-    _runners: &'a Runners,
+pub struct PauseGuard {
     _resume: Vec<Sender<()>>,
 }
 
@@ -154,6 +155,7 @@ impl Runners {
             let ctl = Arc::new(Ctl {
                 cmds: Mutex::new(VecDeque::new()),
                 wake: EventFd::new(libc::EFD_NONBLOCK)?,
+                exiting: std::sync::atomic::AtomicBool::new(false),
             });
             let mut rt = RunnerThread::new(qs, ctl.clone(), opts.clone(), device.clone())?;
             let join = std::thread::Builder::new()
@@ -207,7 +209,7 @@ impl Runners {
 
     /// Quiesce every running queue and keep it paused until the guard is
     /// dropped: use around any change of guest memory.
-    pub fn pause_all(&self) -> PauseGuard<'_> {
+    pub fn pause_all(&self) -> PauseGuard {
         let mut acks = Vec::new();
         let mut resume = Vec::new();
         for th in &self.threads {
@@ -220,10 +222,7 @@ impl Runners {
         for a in acks {
             let _ = a.recv();
         }
-        PauseGuard {
-            _runners: self,
-            _resume: resume,
-        }
+        PauseGuard { _resume: resume }
     }
 
     /// Return once every runner has served the kicks that arrived before
@@ -260,6 +259,9 @@ impl Runners {
 impl Drop for Runners {
     fn drop(&mut self) {
         for th in &self.threads {
+            th.ctl
+                .exiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             th.ctl.send(Cmd::Exit);
         }
         for th in &mut self.threads {
@@ -427,8 +429,15 @@ impl RunnerThread {
                         self.quiesce(slot);
                     }
                     let _ = ack.send(());
-                    // Until the guard is dropped (its sender goes away).
-                    let _ = resume.recv();
+                    // Until the guard is dropped (its sender goes away), or
+                    // the runners are.
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        resume.recv_timeout(Duration::from_millis(100))
+                    {
+                        if self.ctl.exiting.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                    }
                 }
                 Cmd::Settle(ack) => self.settles.push(ack),
                 Cmd::Exit => {

@@ -389,6 +389,9 @@ impl ServerBackend for Backend {
         let busy = self.busy.clone();
         let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
+        // No request may still point into memory the client takes back: the
+        // queue threads finish their I/O first and wait until we are done.
+        let _paused = self.func.pause();
         let atomic = self.func.memory().clone();
         let guard = atomic
             .lock()

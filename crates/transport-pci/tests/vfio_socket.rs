@@ -84,8 +84,7 @@ fn a_client_over_the_socket_writes_then_a_second_one_reads_back() {
         let notify = modern_probe(&mut c, &ring, true);
         let (_, st) = ring.request(&ram.mem, VIRTIO_BLK_T_OUT, 100, &[0xc3; 2048]);
         c.bar_wr(MODERN, notify, 2, 0);
-        // The REGION_WRITE reply comes after the request completed.
-        assert_eq!(status_byte(&ram.mem, st), 0);
+        assert_eq!(wait_status(&ram.mem, st), 0);
         assert_eq!(
             &disk.snapshot()[100 * 512..100 * 512 + 2048],
             &[0xc3; 2048][..]
@@ -109,7 +108,7 @@ fn a_client_over_the_socket_writes_then_a_second_one_reads_back() {
     let notify = modern_probe(&mut c, &ring, false);
     let (buf, st) = ring.request(&ram.mem, VIRTIO_BLK_T_IN, 100, &[0; 2048]);
     c.bar_wr(MODERN, notify, 2, 0);
-    assert_eq!(status_byte(&ram.mem, st), 0);
+    assert_eq!(wait_status(&ram.mem, st), 0);
     assert_eq!(read_bytes(&ram.mem, buf, 2048), vec![0xc3; 2048]);
 
     // Shutdown with this client still attached and idle: serve returns

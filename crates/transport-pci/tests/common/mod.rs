@@ -244,6 +244,20 @@ impl Ring {
     }
 }
 
+/// Wait (up to 5 s) until the status byte at `at` is no longer the
+/// placeholder `Ring::request` put there (requests complete on the queue
+/// threads, after the kick's reply).
+pub fn wait_status(mem: &GuestMemoryMmap, at: u64) -> u8 {
+    let t = std::time::Instant::now();
+    loop {
+        let s = status_byte(mem, at);
+        if s != 0xee || t.elapsed() > std::time::Duration::from_secs(5) {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 pub fn status_byte(mem: &GuestMemoryMmap, at: u64) -> u8 {
     mem.read_obj(GuestAddress(at)).unwrap()
 }
