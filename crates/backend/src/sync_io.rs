@@ -343,6 +343,13 @@ fn pwrite_full(fd: RawFd, buf: &[u8], offset: u64) -> Result<(), i32> {
 /// blocks read the partial head and tail blocks first (read-modify-write,
 /// under the backend's RMW lock).
 ///
+/// The RMW lock orders read-modify-write cycles against each other, not
+/// against an aligned write to the same block running at the same time in
+/// an io_uring (a guest that writes two halves of one physical block
+/// concurrently could lose one of them). A device that advertises
+/// `blk_size` ≥ `BlockSizes::dio_offset_align` under `--cache none` never
+/// takes this path; QEMU would serialise overlapping requests here.
+///
 /// The last block of a file whose size is not a multiple of the alignment is
 /// read short (the missing bytes are zero in the buffer) and written whole,
 /// which extends the file by less than one block; the exported capacity was
