@@ -46,6 +46,12 @@ pub struct RunnerOptions {
     /// Rounds per wake-up before the runner looks at its control commands
     /// and other queues again.
     pub max_rounds: usize,
+    /// A stop or pause that waits this long for in-flight I/O logs and
+    /// counts it as stuck ...
+    pub stuck_after: Duration,
+    /// ... and after this long asks the engine to cancel it (the wait still
+    /// lasts until the engine gives every request back).
+    pub cancel_after: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -54,6 +60,8 @@ impl Default for RunnerOptions {
             poll: Duration::ZERO,
             max_batch: 64,
             max_rounds: 16,
+            stuck_after: crate::worker::STUCK_AFTER,
+            cancel_after: crate::worker::CANCEL_AFTER,
         }
     }
 }
@@ -140,7 +148,8 @@ impl Runners {
         let mut per_thread: Vec<Vec<QueueCtx>> = (0..nt).map(|_| Vec::new()).collect();
         let mut queues = Vec::with_capacity(nq);
         for i in 0..nq {
-            let worker = device.worker(i as u16)?;
+            let mut worker = device.worker(i as u16)?;
+            worker.set_stuck_timeouts(opts.stuck_after, opts.cancel_after);
             let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
             queues.push((i % nt, kick.clone()));
             per_thread[i % nt].push(QueueCtx {
