@@ -47,7 +47,9 @@ pub const MAX_MAPPINGS: usize = 4096;
 pub enum MapError {
     #[error("a guest memory region of 0 bytes")]
     Empty,
-    #[error("guest region {addr:#x}+{size:#x} wraps the address space or does not fit this process")]
+    #[error(
+        "guest region {addr:#x}+{size:#x} wraps the address space or does not fit this process"
+    )]
     Range { addr: u64, size: u64 },
     #[error(
         "file offset {offset:#x} + size {size:#x} reaches past the end of the file ({file_size:#x} bytes)"

@@ -34,18 +34,30 @@ fn memfd(size: u64, seal_shrink: bool) -> File {
 #[test]
 fn a_mapping_past_the_end_of_the_file_is_refused() {
     let f = memfd(PAGE, false);
-    let e = map_guest_region(f.try_clone().unwrap(), 0, 1024 * PAGE, GuestAddress(0), true)
-        .unwrap_err();
+    let e = map_guest_region(
+        f.try_clone().unwrap(),
+        0,
+        1024 * PAGE,
+        GuestAddress(0),
+        true,
+    )
+    .unwrap_err();
     assert!(matches!(e, MapError::PastEof { .. }), "{e}");
     assert_eq!(e.errno(), libc::EINVAL);
-    let e = map_guest_region(f.try_clone().unwrap(), PAGE, PAGE, GuestAddress(0), true)
-        .unwrap_err();
+    let e =
+        map_guest_region(f.try_clone().unwrap(), PAGE, PAGE, GuestAddress(0), true).unwrap_err();
     assert!(matches!(e, MapError::PastEof { .. }), "{e}");
-    let e = map_guest_region(f.try_clone().unwrap(), u64::MAX, 2, GuestAddress(0), true)
-        .unwrap_err();
+    let e =
+        map_guest_region(f.try_clone().unwrap(), u64::MAX, 2, GuestAddress(0), true).unwrap_err();
     assert!(matches!(e, MapError::PastEof { .. }), "{e}");
-    let e = map_guest_region(f.try_clone().unwrap(), 0, PAGE, GuestAddress(u64::MAX), true)
-        .unwrap_err();
+    let e = map_guest_region(
+        f.try_clone().unwrap(),
+        0,
+        PAGE,
+        GuestAddress(u64::MAX),
+        true,
+    )
+    .unwrap_err();
     assert!(matches!(e, MapError::Range { .. }), "{e}");
     assert!(matches!(
         map_guest_region(f, 0, 0, GuestAddress(0), true),
@@ -56,8 +68,14 @@ fn a_mapping_past_the_end_of_the_file_is_refused() {
 #[test]
 fn a_file_shrunk_under_the_mapping_is_contained_and_reported() {
     let f = memfd(4 * PAGE, false);
-    let m = map_guest_region(f.try_clone().unwrap(), 0, 4 * PAGE, GuestAddress(0x10000), true)
-        .unwrap();
+    let m = map_guest_region(
+        f.try_clone().unwrap(),
+        0,
+        4 * PAGE,
+        GuestAddress(0x10000),
+        true,
+    )
+    .unwrap();
     assert!(!m.sealed());
     let mem = GuestMemoryMmap::from_arc_regions(vec![m.region()]).unwrap();
     mem.write_obj(0xabcdu32, GuestAddress(0x10000)).unwrap();
@@ -68,7 +86,8 @@ fn a_file_shrunk_under_the_mapping_is_contained_and_reported() {
     let before = vblk_memory::contained_faults();
     let v: u32 = mem.read_obj(GuestAddress(0x10000 + 2 * PAGE)).unwrap();
     assert_eq!(v, 0, "a scratch zero page replaced the missing one");
-    mem.write_obj(7u32, GuestAddress(0x10000 + 3 * PAGE)).unwrap();
+    mem.write_obj(7u32, GuestAddress(0x10000 + 3 * PAGE))
+        .unwrap();
     assert!(m.faults().past_eof(), "{:?}", m.faults());
     assert!(vblk_memory::contained_faults() >= before + 2);
     drop(mem);
@@ -79,8 +98,7 @@ fn a_file_shrunk_under_the_mapping_is_contained_and_reported() {
 fn a_write_to_a_read_only_region_never_reaches_the_file() {
     let f = memfd(2 * PAGE, true);
     f.write_all_at(&[0x5a; 16], 0).unwrap();
-    let m = map_guest_region(f.try_clone().unwrap(), 0, 2 * PAGE, GuestAddress(0), false)
-        .unwrap();
+    let m = map_guest_region(f.try_clone().unwrap(), 0, 2 * PAGE, GuestAddress(0), false).unwrap();
     assert!(m.sealed());
     assert!(!m.writable());
     let mem = GuestMemoryMmap::from_arc_regions(vec![m.region()]).unwrap();
@@ -99,8 +117,14 @@ fn a_write_to_a_read_only_region_never_reaches_the_file() {
 fn many_mappings_register_and_release_their_slots() {
     let f = memfd(PAGE, true);
     for i in 0..3 * vblk_memory::MAX_MAPPINGS as u64 / 2 {
-        let m = map_guest_region(f.try_clone().unwrap(), 0, PAGE, GuestAddress(i * PAGE), true)
-            .unwrap();
+        let m = map_guest_region(
+            f.try_clone().unwrap(),
+            0,
+            PAGE,
+            GuestAddress(i * PAGE),
+            true,
+        )
+        .unwrap();
         drop(m);
     }
 }

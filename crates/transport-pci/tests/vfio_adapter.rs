@@ -1,18 +1,18 @@
 //! The vfio-user adapter without a socket: the messages QEMU sends
 //! (DMA_MAP/UNMAP, SET_IRQS in QEMU's shapes, DEVICE_RESET, region
-//! accesses) delivered straight to the `ServerBackend`, with real eventfds
+//! accesses) delivered straight to the `vblk_vfio_user::Backend`, with real eventfds
 //! and guest RAM in a memfd.
 
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
 use vblk_transport_pci::regs::{common as cc, layout::*, legacy, pci, status::*, vfio::*};
 use vblk_transport_pci::vfio::Backend;
 use vblk_transport_pci::PciFunction;
-use vfio_user::{DmaMapFlags, DmaUnmapFlags, ServerBackend};
+use vblk_vfio_user::{Backend as _, DmaMapFlags, DmaUnmapFlags};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
 const DISK: u64 = 1 << 20;
@@ -27,7 +27,7 @@ fn backend(
 ) {
     let (dev, mem_backend) = device(DISK, queues);
     let f = PciFunction::new(dev.clone(), GuestMemoryAtomic::new(GuestMemoryMmap::new())).unwrap();
-    (Backend::new(f, Arc::new(Mutex::new(()))), dev, mem_backend)
+    (Backend::new(f), dev, mem_backend)
 }
 
 fn map_all(b: &mut Backend, ram: &GuestRam) {
@@ -296,8 +296,8 @@ fn guest_memory_maps_and_unmaps_while_the_queue_runs() {
     assert_eq!(&disk.snapshot()[4096..5120], &[0x5a; 1024][..]);
 
     // The upper region goes away and comes back while the queue is live.
-    b.dma_unmap(DmaUnmapFlags::empty(), half, half).unwrap();
-    b.dma_unmap(DmaUnmapFlags::empty(), 0x1_0000_0000, 0x2_0000)
+    b.dma_unmap(DmaUnmapFlags::NONE, half, half).unwrap();
+    b.dma_unmap(DmaUnmapFlags::NONE, 0x1_0000_0000, 0x2_0000)
         .unwrap();
     b.dma_map(
         DmaMapFlags::READ_WRITE,

@@ -89,7 +89,10 @@ fn exact(p: &[u8], want: usize, what: &str) -> io::Result<()> {
 
 fn no_fds(fds: &[File], what: &str) -> io::Result<()> {
     if !fds.is_empty() {
-        return Err(einval(format!("{what} with {} file descriptors", fds.len())));
+        return Err(einval(format!(
+            "{what} with {} file descriptors",
+            fds.len()
+        )));
     }
     Ok(())
 }
@@ -542,7 +545,9 @@ impl Session {
             proto::REGION_INFO_FLAG_READ
         };
         if count > 0 && ri.flags & need == 0 {
-            return Err(einval(format!("region {region} does not allow this access")));
+            return Err(einval(format!(
+                "region {region} does not allow this access"
+            )));
         }
         match offset.checked_add(u64::from(count)) {
             Some(end) if end <= ri.size => Ok(()),

@@ -8,8 +8,7 @@ use std::io;
 use proptest::prelude::*;
 use vblk_vfio_user::proto::{self, cmd, flags, Header};
 use vblk_vfio_user::{
-    refuse, Backend, DeviceInfo, DmaMapFlags, DmaUnmapFlags, IrqInfo, Limits, RegionInfo,
-    Session,
+    refuse, Backend, DeviceInfo, DmaMapFlags, DmaUnmapFlags, IrqInfo, Limits, RegionInfo, Session,
 };
 
 const REGION_SIZE: [u64; 3] = [0x100, 0, 0x4000];
@@ -41,13 +40,15 @@ impl Backend for Mock {
         assert!(!data.is_empty());
         assert!(offset + data.len() as u64 <= REGION_SIZE[region as usize]);
         data.fill(0xab);
-        self.calls.push(format!("read {region} {offset} {}", data.len()));
+        self.calls
+            .push(format!("read {region} {offset} {}", data.len()));
         Ok(())
     }
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         assert!(!data.is_empty());
         assert!(offset + data.len() as u64 <= REGION_SIZE[region as usize]);
-        self.calls.push(format!("write {region} {offset} {}", data.len()));
+        self.calls
+            .push(format!("write {region} {offset} {}", data.len()));
         Ok(())
     }
     fn dma_map(
@@ -125,7 +126,10 @@ fn replies(mut b: &[u8]) -> Vec<(Header, Vec<u8>)> {
 fn negotiated() -> (Session, Mock) {
     let mut s = Session::new(Limits::default());
     let mut m = Mock::default();
-    let (out, err) = s.feed(&mut m, &proto::message(0, cmd::VERSION, 0, &version_payload()));
+    let (out, err) = s.feed(
+        &mut m,
+        &proto::message(0, cmd::VERSION, 0, &version_payload()),
+    );
     assert!(err.is_none());
     let r = replies(&out);
     assert_eq!(r[0].0.flags, flags::TYPE_REPLY);
@@ -154,11 +158,25 @@ fn a_refused_message_is_consumed_whole_and_an_embedded_header_is_not_run() {
     let mut stream = region_write(1, 99, 0, reset.len() as u32, &reset);
     // An unknown command whose payload is another DEVICE_RESET.
     stream.extend(proto::message(2, 0x7777, 0, &reset));
-    stream.extend(proto::message(3, cmd::DEVICE_GET_INFO, 0, &16u32.to_le_bytes().repeat(1).into_iter().chain([0; 12]).collect::<Vec<_>>()));
+    stream.extend(proto::message(
+        3,
+        cmd::DEVICE_GET_INFO,
+        0,
+        &16u32
+            .to_le_bytes()
+            .repeat(1)
+            .into_iter()
+            .chain([0; 12])
+            .collect::<Vec<_>>(),
+    ));
     let (out, err) = s.feed(&mut m, &stream);
     assert!(err.is_none());
     let r = replies(&out);
-    assert_eq!(r.len(), 3, "one reply per message, none for the embedded ones");
+    assert_eq!(
+        r.len(),
+        3,
+        "one reply per message, none for the embedded ones"
+    );
     assert_eq!((r[0].0.id, r[0].0.error), (1, libc::EINVAL as u32));
     assert_eq!((r[1].0.id, r[1].0.error), (2, libc::ENOTSUP as u32));
     assert_eq!(r[2].0.id, 3);
@@ -177,12 +195,12 @@ fn commands_before_version_are_refused_and_malformed_versions_answered() {
     assert_eq!(r[0].0.error, libc::EINVAL as u32);
     assert!(m.calls.is_empty());
     for bad in [
-        b"\0\0\0\0{}".to_vec(),          // no NUL
-        b"\0\0\0\0{}\0{}\0".to_vec(),    // NUL inside
-        b"\0\0\0\0[1]\0".to_vec(),       // not an object
-        b"\0\0".to_vec(),                // too short
-        vec![0; 12],                     // size 16 + 12: zeros, NULs inside
-        b"\x01\0\0\0".to_vec(),          // major 1
+        b"\0\0\0\0{}".to_vec(),       // no NUL
+        b"\0\0\0\0{}\0{}\0".to_vec(), // NUL inside
+        b"\0\0\0\0[1]\0".to_vec(),    // not an object
+        b"\0\0".to_vec(),             // too short
+        vec![0; 12],                  // size 16 + 12: zeros, NULs inside
+        b"\x01\0\0\0".to_vec(),       // major 1
     ] {
         let (out, err) = s.feed(&mut m, &proto::message(2, cmd::VERSION, 0, &bad));
         assert!(err.is_none());
@@ -302,7 +320,12 @@ fn arb_message() -> impl Strategy<Value = Vec<u8>> {
     let payload = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..48),
         // Plausible fixed layouts with small / edge values.
-        (any::<u32>(), 0u32..4, prop_oneof![0u64..0x5000, any::<u64>()], 0u32..0x5000)
+        (
+            any::<u32>(),
+            0u32..4,
+            prop_oneof![0u64..0x5000, any::<u64>()],
+            0u32..0x5000
+        )
             .prop_map(|(a, r, o, c)| {
                 let mut p = o.to_le_bytes().to_vec();
                 p.extend_from_slice(&r.to_le_bytes());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use vblk_transport_pci::regs::{common, layout::*, legacy, msix, status::*};
 use vblk_transport_pci::vfio::Backend;
 use vblk_transport_pci::PciFunction;
-use vfio_user::ServerBackend;
+use vblk_vfio_user::Backend as _;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 pub const CONFIG_REGION: u32 = 7;
