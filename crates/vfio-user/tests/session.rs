@@ -162,12 +162,7 @@ fn a_refused_message_is_consumed_whole_and_an_embedded_header_is_not_run() {
         3,
         cmd::DEVICE_GET_INFO,
         0,
-        &16u32
-            .to_le_bytes()
-            .repeat(1)
-            .into_iter()
-            .chain([0; 12])
-            .collect::<Vec<_>>(),
+        &[&16u32.to_le_bytes()[..], &[0; 12]].concat(),
     ));
     let (out, err) = s.feed(&mut m, &stream);
     assert!(err.is_none());
