@@ -401,6 +401,9 @@ impl vblk_vfio_user::Backend for Backend {
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
         self.touch();
         self.check_access(region, offset, data.len())?;
+        if data.is_empty() {
+            return Ok(()); // nothing to read (and no read side effect, e.g. ISR)
+        }
         match region {
             REGION_CONFIG => self.func.config_read(offset, data),
             _ => self.func.bar_read(region as usize, offset, data),
@@ -411,6 +414,9 @@ impl vblk_vfio_user::Backend for Backend {
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         self.touch();
         self.check_access(region, offset, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
         match region {
             REGION_CONFIG => self.func.config_write(offset, data),
             _ => self.func.bar_write(region as usize, offset, data),
