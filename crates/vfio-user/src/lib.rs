@@ -29,6 +29,8 @@
 //! whole (smaller than a header, or above the negotiated maximum) ends the
 //! connection instead, since the stream could not be resynchronised.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proto;
 mod server;
 mod session;

@@ -310,27 +310,76 @@ fn the_dma_map_count_is_capped_and_follows_unmaps() {
     assert_eq!(s.dma_maps(), 2);
 }
 
+fn arb_offset() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..0x5000, any::<u64>(), Just(u64::MAX - 3)]
+}
+
 fn arb_message() -> impl Strategy<Value = Vec<u8>> {
-    let cmd = prop_oneof![1u16..=18, any::<u16>()];
-    let payload = prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..48),
-        // Plausible fixed layouts with small / edge values.
+    let hflags = prop_oneof![Just(0u32), Just(0u32), Just(flags::NO_REPLY), any::<u32>()];
+    let access = |o: u64, r: u32, c: u32| {
+        let mut p = o.to_le_bytes().to_vec();
+        p.extend_from_slice(&r.to_le_bytes());
+        p.extend_from_slice(&c.to_le_bytes());
+        p
+    };
+    let body = prop_oneof![
+        // Anything.
+        (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..48)),
+        // REGION_READ in plausible shapes.
         (
-            any::<u32>(),
-            0u32..4,
-            prop_oneof![0u64..0x5000, any::<u64>()],
-            0u32..0x5000
+            arb_offset(),
+            0u32..5,
+            prop_oneof![0u32..0x5000, any::<u32>()]
         )
-            .prop_map(|(a, r, o, c)| {
-                let mut p = o.to_le_bytes().to_vec();
-                p.extend_from_slice(&r.to_le_bytes());
-                p.extend_from_slice(&c.to_le_bytes());
-                p.extend_from_slice(&a.to_le_bytes());
-                p
+            .prop_map(move |(o, r, c)| (cmd::REGION_READ, access(o, r, c))),
+        // REGION_WRITE with data matching its count, or off by one.
+        (arb_offset(), 0u32..5, 0u32..64, -1i32..=1).prop_map(move |(o, r, c, d)| {
+            let mut p = access(o, r, c);
+            p.extend(std::iter::repeat_n(0x11, (c as i32 + d).max(0) as usize));
+            (cmd::REGION_WRITE, p)
+        }),
+        // SET_IRQS: any flags, small ranges.
+        (
+            prop_oneof![any::<u32>(), 0u32..64],
+            0u32..3,
+            0u32..6,
+            0u32..6
+        )
+            .prop_map(|(f, i, st, c)| {
+                let mut p = 20u32.to_le_bytes().to_vec();
+                for v in [f, i, st, c] {
+                    p.extend_from_slice(&v.to_le_bytes());
+                }
+                (cmd::DEVICE_SET_IRQS, p)
             }),
+        // DMA_MAP / DMA_UNMAP over a small address space.
+        (0u32..4, 0u64..8, 0u64..4, any::<bool>()).prop_map(|(f, a, sz, map)| {
+            let mut p = if map { 32u32 } else { 24 }.to_le_bytes().to_vec();
+            p.extend_from_slice(&f.to_le_bytes());
+            if map {
+                p.extend_from_slice(&0u64.to_le_bytes());
+            }
+            p.extend_from_slice(&(a << 20).to_le_bytes());
+            p.extend_from_slice(&(sz << 20).to_le_bytes());
+            (if map { cmd::DMA_MAP } else { cmd::DMA_UNMAP }, p)
+        }),
+        // Fixed-size queries, right or wrong sizes.
+        (
+            4u16..8,
+            0u32..12,
+            prop_oneof![Just(16usize), Just(32), 0usize..40]
+        )
+            .prop_map(|(c, idx, len)| {
+                let mut p = vec![0u8; len];
+                if len >= 12 {
+                    p[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+                    p[8..12].copy_from_slice(&idx.to_le_bytes());
+                }
+                (c, p)
+            }),
+        Just((cmd::DEVICE_RESET, vec![])),
     ];
-    let hflags = prop_oneof![Just(0u32), Just(flags::NO_REPLY), any::<u32>()];
-    (any::<u16>(), cmd, hflags, payload).prop_map(|(id, c, f, p)| proto::message(id, c, f, &p))
+    (any::<u16>(), hflags, body).prop_map(|(id, f, (c, p))| proto::message(id, c, f, &p))
 }
 
 proptest! {
@@ -363,5 +412,24 @@ proptest! {
                 prop_assert!(h.error != 0);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+    /// The `cargo fuzz` body on stable: raw bytes, and byte soup built
+    /// from real headers.
+    #[test]
+    fn fuzz_body_on_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        vblk_vfio_user::fuzzing::session_stream(&data);
+    }
+
+    #[test]
+    fn fuzz_body_on_message_soup(msgs in proptest::collection::vec(arb_message(), 0..16), v in any::<u8>()) {
+        let mut data = vec![v];
+        for m in msgs {
+            data.extend(m);
+        }
+        vblk_vfio_user::fuzzing::session_stream(&data);
     }
 }
