@@ -636,3 +636,36 @@ fn the_device_never_writes_a_read_only_region() {
     drop(c);
     d.stop();
 }
+
+#[test]
+fn fds_sent_with_a_message_are_closed_when_unused() {
+    let mut d = Daemon::start();
+    let mut c = d.client();
+    c.version();
+    let f = memfd(4096);
+    let before = d.open_fds();
+    let mut info = 16u32.to_le_bytes().to_vec();
+    info.extend_from_slice(&[0; 12]);
+    for _ in 0..50 {
+        // Fds with a command that takes none.
+        let fds = [f.as_raw_fd(); 3];
+        assert_eq!(
+            c.call_fds(DEVICE_GET_INFO, &info, &fds).errno(),
+            libc::EINVAL
+        );
+        // More fds than max_msg_fds: the kernel truncates (MSG_CTRUNC).
+        let fds = [f.as_raw_fd(); 40];
+        let mut p = 20u32.to_le_bytes().to_vec();
+        for v in [4u32 | 32, 2, 0, 40] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(c.call_fds(8, &p, &fds).errno(), libc::EINVAL);
+    }
+    assert!(c.device_info().ok(), "in step");
+    assert!(
+        d.open_fds() <= before + 2,
+        "fds leaked: {before} -> {}",
+        d.open_fds()
+    );
+    assert!(d.alive());
+}
