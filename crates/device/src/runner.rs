@@ -294,6 +294,8 @@ struct Active {
     irq: Arc<dyn Interrupt>,
     on_broken: Box<dyn Fn(&QueueError) + Send>,
     broken: bool,
+    /// Process-wide contained guest-memory faults when the ring started.
+    faults: u64,
 }
 
 struct QueueCtx {
@@ -436,6 +438,11 @@ impl RunnerThread {
                 Cmd::Pause(ack, resume) => {
                     for slot in 0..self.queues.len() {
                         self.quiesce(slot);
+                        // Hold no reference to the memory that is about to
+                        // change; the next round loads the new table.
+                        if let Some(a) = self.queues[slot].active.as_mut() {
+                            a.mem = Arc::new(GuestMemoryMmap::new());
+                        }
                     }
                     let _ = ack.send(());
                     // Until the guard is dropped (its sender goes away), or
@@ -493,6 +500,7 @@ impl RunnerThread {
             irq,
             on_broken,
             broken: false,
+            faults: vblk_memory::contained_faults(),
         });
         if let (false, Some(a)) = (resubmit.is_empty(), q.active.as_mut()) {
             log::info!(
@@ -603,6 +611,13 @@ impl RunnerThread {
                     break;
                 }
             }
+        }
+        // A guest-memory access the fault handler contained (a mapping
+        // past the end of its file, a write to read-only memory) read
+        // zeroes or went nowhere: the ring cannot be trusted any more.
+        if result.is_ok() && vblk_memory::contained_faults() != a.faults {
+            a.faults = vblk_memory::contained_faults();
+            result = Err(QueueError::MemoryFault(q.worker.index()));
         }
         match result {
             Ok(more) => more,

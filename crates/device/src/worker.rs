@@ -41,6 +41,8 @@ pub enum QueueError {
     BadHead(u16, u16),
     #[error("virtqueue {0}: chain at descriptor {1}: {2}")]
     Chain(u16, u16, BrokenChain),
+    #[error("virtqueue {0}: guest memory faulted (a mapping reaches past its file, or a write to read-only memory)")]
+    MemoryFault(u16),
 }
 
 /// Hooks for crash recovery (vhost-user's inflight region): the worker

@@ -155,3 +155,40 @@ fn shutdown_with_no_client_and_a_stale_socket() {
     server.join().unwrap().unwrap();
     assert!(!sock.exists());
 }
+
+#[test]
+fn several_msix_eventfds_arrive_in_one_set_irqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("pci.sock");
+    let (dev, _disk) = device(DISK, 2);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (dev, sock, shutdown) = (dev.clone(), sock.clone(), shutdown.clone());
+        std::thread::spawn(move || vblk_transport_pci::serve(dev, &sock, shutdown))
+    };
+    wait_for(&sock);
+    let ram = GuestRam::new(RAM);
+    {
+        let mut c = connect(&sock, &ram);
+        // All three vectors in one message, as QEMU does when the server's
+        // max_msg_fds allows (it used to be 1).
+        let fds: Vec<_> = (0..3).map(|_| eventfd()).collect();
+        let raw: Vec<_> = fds.iter().map(|(_, d)| d.as_raw_fd()).collect();
+        c.set_irqs(
+            IRQ_MSIX,
+            IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
+            0,
+            3,
+            &raw,
+        )
+        .unwrap();
+        let mut ring = Ring::new(0x1_0000, 0x2_0000, 0x3_0000, 128, 0x10_0000);
+        let notify = modern_probe(&mut c, &ring, true);
+        let (_, st) = ring.request(&ram.mem, VIRTIO_BLK_T_OUT, 1, &[7; 512]);
+        c.bar_wr(MODERN, notify, 2, 0);
+        assert_eq!(wait_signal(&fds[1].0), 1, "queue 0's vector 1 fired");
+        assert_eq!(status_byte(&ram.mem, st), 0);
+    }
+    shutdown.store(true, Ordering::SeqCst);
+    server.join().unwrap().unwrap();
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use vblk_transport_pci::regs::{common, layout::*, legacy, msix, status::*};
 use vblk_transport_pci::vfio::Backend;
 use vblk_transport_pci::PciFunction;
-use vfio_user::ServerBackend;
+use vblk_vfio_user::Backend as _;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 pub const CONFIG_REGION: u32 = 7;
@@ -306,6 +306,14 @@ pub fn enable_msix(r: &mut impl Regs) {
 /// its rings at `ring`, MSI-X vectors config=0, queue 0=1 when `msix`.
 /// Returns the notify address of queue 0 in BAR4.
 pub fn modern_probe(r: &mut impl Regs, ring: &Ring, msix: bool) -> u64 {
+    let (notify, status, driver_ok) = modern_probe_status(r, ring, msix);
+    assert_eq!(status, driver_ok);
+    notify
+}
+
+/// [`modern_probe`] without the final status check: returns (notify
+/// address, the status read back after DRIVER_OK, the status written).
+pub fn modern_probe_status(r: &mut impl Regs, ring: &Ring, msix: bool) -> (u64, u64, u64) {
     let (_, caps) = walk_caps(r);
     let find = |t: u8| *caps.iter().find(|c| c.0 == t).expect("virtio capability");
     let common_at = u64::from(find(1).2);
@@ -362,8 +370,8 @@ pub fn modern_probe(r: &mut impl Regs, ring: &Ring, msix: bool) -> u64 {
     r.bar_wr(bar, c(common::QUEUE_ENABLE), 2, 1);
     let s = s | u64::from(DRIVER_OK);
     r.bar_wr(bar, c(common::DEVICE_STATUS), 1, s);
-    assert_eq!(r.bar_rd(bar, c(common::DEVICE_STATUS), 1), s);
-    u64::from(notify.2) + off * u64::from(notify.4)
+    let got = r.bar_rd(bar, c(common::DEVICE_STATUS), 1);
+    (u64::from(notify.2) + off * u64::from(notify.4), got, s)
 }
 
 /// Linux's legacy probe (virtio_pci_legacy, force_legacy=1) of queue 0 at
