@@ -380,7 +380,15 @@ impl RunnerThread {
             if !busy && !self.opts.poll.is_zero() {
                 busy = self.poll();
             }
-            let timeout = if busy { 0 } else { -1 };
+            // A failed submission is retried after a short sleep.
+            let retry = self.queues.iter().any(|q| q.worker.submit_pending());
+            let timeout = if busy {
+                0
+            } else if retry {
+                1
+            } else {
+                -1
+            };
             busy = false;
             let n = match self.epoll.wait(timeout, &mut events) {
                 Ok(n) => n,
@@ -586,6 +594,7 @@ impl RunnerThread {
             a.mem = a.atomic.memory().into_inner();
         }
         let mem = a.mem.clone();
+        q.worker.retry_submit();
         let mut result = Ok(false);
         for _ in 0..max_rounds {
             let r = (|| -> Result<bool, QueueError> {

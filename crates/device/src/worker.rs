@@ -94,6 +94,8 @@ pub struct QueueWorker {
     log: Option<Box<dyn InflightLog>>,
     stuck_after: Duration,
     cancel_after: Duration,
+    /// The last `submit` failed: requests wait in the engine for another.
+    submit_failed: bool,
 }
 
 impl QueueWorker {
@@ -121,6 +123,7 @@ impl QueueWorker {
             log: None,
             stuck_after: STUCK_AFTER,
             cancel_after: CANCEL_AFTER,
+            submit_failed: false,
         }
     }
 
@@ -337,10 +340,30 @@ impl QueueWorker {
     fn submit(&mut self) {
         inc(&self.qstats().submits);
         // A failed submission leaves the requests queued in the engine (its
-        // contract): they go with the next submit or come back with an errno.
-        if let Err(e) = self.engine.submit() {
-            inc(&self.qstats().engine_errors);
-            log::warn!("queue {}: submitting I/O failed: {e}", self.index);
+        // contract): they go with the next submit (the runner retries soon,
+        // see `submit_pending`) or come back with an errno.
+        match self.engine.submit() {
+            Ok(()) => self.submit_failed = false,
+            Err(e) => {
+                if !self.submit_failed {
+                    log::warn!("queue {}: submitting I/O failed: {e}; retrying", self.index);
+                }
+                inc(&self.qstats().engine_errors);
+                self.submit_failed = true;
+            }
+        }
+    }
+
+    /// Requests wait in the engine because the last submission failed: call
+    /// [`QueueWorker::retry_submit`] soon.
+    pub fn submit_pending(&self) -> bool {
+        self.submit_failed
+    }
+
+    /// Hand the engine's queued requests to the storage again.
+    pub fn retry_submit(&mut self) {
+        if self.submit_failed {
+            self.submit();
         }
     }
 
@@ -565,6 +588,7 @@ impl QueueWorker {
         let mut cancelled = false;
         let mut result = Ok(());
         while !self.ops.is_empty() {
+            self.retry_submit();
             let want = self.ops.len();
             if let Err(e) = self.reap_for(queue, mem, want, Some(poll)) {
                 // Keep reaping: the I/O still owns its buffers. The ring
