@@ -23,7 +23,7 @@ pub const DISK: u64 = 1 << 20;
 pub struct Rig<B> {
     pub mem: GuestMemoryMmap,
     pub atomic: GuestMemoryAtomic<GuestMemoryMmap>,
-    pub backend: B,
+    pub backend: Arc<B>,
     pub runners: Runners,
     pub irq: Arc<RecordingInterrupt>,
     pub kick: Arc<EventFd>,
@@ -47,13 +47,14 @@ impl Rig<MemBackend> {
     }
 }
 
-impl<B: Backend + Clone + 'static> Rig<B> {
+impl<B: Backend + 'static> Rig<B> {
     pub fn with_backend(backend: B, opts: RunnerOptions) -> Self {
+        let backend = Arc::new(backend);
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
         let atomic = GuestMemoryAtomic::new(mem.clone());
         let dev = Arc::new(BlkDevice::new(
             BlkConfig::new(DISK),
-            Arc::new(backend.clone()),
+            backend.clone() as Arc<dyn Backend>,
         ));
         let runners = Runners::new(&dev, 0, opts).unwrap();
         Rig {
@@ -94,21 +95,27 @@ impl<B: Backend + Clone + 'static> Rig<B> {
     /// Write a 3-descriptor request (type, sector, 512 data bytes) into the
     /// table; returns (head, status address, data address). Not published.
     pub fn request(&mut self, t: u32, sector: u64, fill: u8) -> (u16, u64, u64) {
+        self.request_len(t, sector, fill, 512)
+    }
+
+    /// Like [`Rig::request`] with `len` data bytes (at most 64 KiB).
+    pub fn request_len(&mut self, t: u32, sector: u64, fill: u8, len: u32) -> (u16, u64, u64) {
+        assert!(len <= 0x1_0000);
         let head = self.next_desc;
         self.next_desc = (self.next_desc + 3) % (QSIZE - QSIZE % 3);
-        let base = BUFS + u64::from(head) * 0x1000;
-        let (hdr, data, status) = (base, base + 0x200, base + 0x400);
+        let base = BUFS + u64::from(head) * 0x2_0000;
+        let (hdr, status, data) = (base, base + 0x200, base + 0x1000);
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&t.to_le_bytes());
         h[8..16].copy_from_slice(&sector.to_le_bytes());
         self.mem.write_slice(&h, GuestAddress(hdr)).unwrap();
         self.mem
-            .write_slice(&[fill; 512], GuestAddress(data))
+            .write_slice(&vec![fill; len as usize], GuestAddress(data))
             .unwrap();
         self.mem.write_obj(0xeeu8, GuestAddress(status)).unwrap();
         let wr = if t == 0 { 2 } else { 0 };
         self.desc(head, hdr, 16, 1, head + 1);
-        self.desc(head + 1, data, 512, 1 | wr, head + 2);
+        self.desc(head + 1, data, len, 1 | wr, head + 2);
         self.desc(head + 2, status, 1, 2, 0);
         (head, status, data)
     }
