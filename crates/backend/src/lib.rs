@@ -81,6 +81,22 @@ pub trait IoEngine: Send {
     /// arrived in this call (or no request is in flight any more).
     fn reap(&mut self, out: &mut Vec<IoCompletion>, min: usize) -> io::Result<()>;
 
+    /// Like [`IoEngine::reap`], but wait at most `timeout` for `min`
+    /// completions.
+    fn reap_timeout(
+        &mut self,
+        out: &mut Vec<IoCompletion>,
+        min: usize,
+        timeout: std::time::Duration,
+    ) -> io::Result<()> {
+        let _ = timeout;
+        self.reap(out, min)
+    }
+
+    /// Ask the storage to give up on everything in flight (best effort);
+    /// cancelled requests still come back through [`IoEngine::reap`].
+    fn cancel_all(&mut self) {}
+
     /// Requests pushed but not yet returned by [`IoEngine::reap`].
     fn in_flight(&self) -> usize;
 

@@ -704,20 +704,32 @@ mod tests {
             let mut w = vec![0x5au8; 8192];
             let mut r1 = vec![0u8; 512];
             let mut r2 = vec![0u8; 7680];
-            assert_eq!(one(&mut e, IoOp::Write, 4096, 8192, &mut [&mut w]).result, Ok(8192));
+            assert_eq!(
+                one(&mut e, IoOp::Write, 4096, 8192, &mut [&mut w]).result,
+                Ok(8192)
+            );
             assert_eq!(one(&mut e, IoOp::Flush, 0, 0, &mut []).result, Ok(0));
             assert_eq!(
                 one(&mut e, IoOp::Read, 4096, 8192, &mut [&mut r1, &mut r2]).result,
                 Ok(8192)
             );
             assert!(r1.iter().chain(r2.iter()).all(|&b| b == 0x5a));
-            assert_eq!(one(&mut e, IoOp::WriteZeroes, 4096, 1024, &mut []).result, Ok(1024));
-            assert_eq!(one(&mut e, IoOp::Discard, 8192, 4096, &mut []).result, Ok(4096));
+            assert_eq!(
+                one(&mut e, IoOp::WriteZeroes, 4096, 1024, &mut []).result,
+                Ok(1024)
+            );
+            assert_eq!(
+                one(&mut e, IoOp::Discard, 8192, 4096, &mut []).result,
+                Ok(4096)
+            );
             let d = std::fs::read(&p).unwrap();
             assert_eq!(d.len(), 1 << 16, "KEEP_SIZE");
             assert!(d[4096..5120].iter().all(|&b| b == 0), "zeroed");
             assert!(d[5120..8192].iter().all(|&b| b == 0x5a), "untouched");
-            assert!(d[8192..12288].iter().all(|&b| b == 0), "punched hole reads zeroes");
+            assert!(
+                d[8192..12288].iter().all(|&b| b == 0),
+                "punched hole reads zeroes"
+            );
             assert_eq!(e.in_flight(), 0);
             if inline {
                 assert!(e.inline_done >= 2, "the page-cache path was not taken");
@@ -732,7 +744,14 @@ mod tests {
         // (separate) batch wrote, plus a flush, a discard and write-zeroes.
         let mut seed: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8 + 100; 4096]).collect();
         for (i, b) in seed.iter_mut().enumerate() {
-            push(&mut e, IoOp::Write, (64 + i as u64) * 4096, 4096, &mut [b], i as u64);
+            push(
+                &mut e,
+                IoOp::Write,
+                (64 + i as u64) * 4096,
+                4096,
+                &mut [b],
+                i as u64,
+            );
         }
         e.submit().unwrap();
         let mut out = vec![];
@@ -742,9 +761,23 @@ mod tests {
         let mut bufs: Vec<Vec<u8>> = (0..61).map(|i| vec![i as u8 + 1; 4096]).collect();
         for (i, b) in bufs.iter_mut().enumerate() {
             if i % 2 == 0 {
-                push(&mut e, IoOp::Write, i as u64 * 4096, 4096, &mut [b], i as u64);
+                push(
+                    &mut e,
+                    IoOp::Write,
+                    i as u64 * 4096,
+                    4096,
+                    &mut [b],
+                    i as u64,
+                );
             } else {
-                push(&mut e, IoOp::Read, (64 + i as u64) * 4096, 4096, &mut [b], i as u64);
+                push(
+                    &mut e,
+                    IoOp::Read,
+                    (64 + i as u64) * 4096,
+                    4096,
+                    &mut [b],
+                    i as u64,
+                );
             }
         }
         push(&mut e, IoOp::Flush, 0, 0, &mut [], 61);
@@ -769,7 +802,9 @@ mod tests {
         let data = std::fs::read(&p).unwrap();
         for (i, b) in bufs.iter().enumerate() {
             if i % 2 == 0 {
-                assert!(data[i * 4096..(i + 1) * 4096].iter().all(|&x| x == i as u8 + 1));
+                assert!(data[i * 4096..(i + 1) * 4096]
+                    .iter()
+                    .all(|&x| x == i as u8 + 1));
             } else {
                 assert!(b.iter().all(|&x| x == i as u8 + 100), "read {i}");
             }
@@ -847,7 +882,10 @@ mod tests {
         {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("O_DIRECT not supported on {}: {e}; skipped", dir.path().display());
+                eprintln!(
+                    "O_DIRECT not supported on {}: {e}; skipped",
+                    dir.path().display()
+                );
                 return;
             }
         };
@@ -930,7 +968,10 @@ mod tests {
     fn drop_with_nothing_in_flight() {
         let (_d, _p, mut e) = engine(4096);
         let mut b = vec![0u8; 4096];
-        assert_eq!(one(&mut e, IoOp::Read, 0, 4096, &mut [&mut b]).result, Ok(4096));
+        assert_eq!(
+            one(&mut e, IoOp::Read, 0, 4096, &mut [&mut b]).result,
+            Ok(4096)
+        );
         assert_eq!(e.in_flight(), 0);
         drop(e);
     }

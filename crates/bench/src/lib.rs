@@ -547,7 +547,10 @@ fn measure(env: &Env, d: &Running, p: Point, secs: f64) -> Result<Figures, Strin
     b.connect().map_err(e)?;
     let maxq = b.get_i32("max-queues").map_err(e)?;
     if (maxq as usize) < p.queues {
-        return Err(format!("the daemon offers {maxq} queues, {} wanted", p.queues));
+        return Err(format!(
+            "the daemon offers {maxq} queues, {} wanted",
+            p.queues
+        ));
     }
     let capacity = b.get_u64("capacity").map_err(e)?;
     if p.poll {
@@ -659,9 +662,9 @@ fn measure(env: &Env, d: &Running, p: Point, secs: f64) -> Result<Figures, Strin
                         }
                         if measuring {
                             r.ios += 1;
-                            r.lat_ns.push(
-                                (done - started[slot]).as_nanos().min(u128::from(u32::MAX)) as u32,
-                            );
+                            r.lat_ns
+                                .push((done - started[slot]).as_nanos().min(u128::from(u32::MAX))
+                                    as u32);
                         }
                         started[slot] = Instant::now();
                         offsets[slot] = next();
@@ -708,7 +711,10 @@ fn measure(env: &Env, d: &Running, p: Point, secs: f64) -> Result<Figures, Strin
     }
     let wall = (s1.2 - s0.2).as_secs_f64();
     let ios: u64 = results.iter().map(|r| r.ios).sum();
-    let mut lat: Vec<u32> = results.iter().flat_map(|r| r.lat_ns.iter().copied()).collect();
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.lat_ns.iter().copied())
+        .collect();
     lat.sort_unstable();
     let pct = |q: f64| {
         lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
@@ -1028,9 +1034,9 @@ pub fn targets(rows: &[Row]) -> String {
     let iops = rows.iter().filter(|r| r.iops_ratio() >= 1.0).count();
     let cpu = rows.iter().filter(|r| r.cpu_ratio() <= 0.5).count();
     let minmax = |f: &dyn Fn(&Row) -> f64| {
-        rows.iter().map(f).fold((f64::MAX, f64::MIN), |(a, b), x| {
-            (a.min(x), b.max(x))
-        })
+        rows.iter()
+            .map(f)
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)))
     };
     let (imin, imax) = minmax(&|r| r.iops_ratio());
     let (cmin, cmax) = minmax(&|r| r.cpu_ratio());
@@ -1139,7 +1145,11 @@ pub fn svg(rows: &[Row]) -> String {
                         .iter()
                         .filter(|r| r.point.poll == poll)
                         .map(|r| {
-                            let f = if series == Daemon::Vblk { &r.vblk } else { &r.qsd };
+                            let f = if series == Daemon::Vblk {
+                                &r.vblk
+                            } else {
+                                &r.qsd
+                            };
                             (r.point.qd as f64, get(f))
                         })
                         .collect();
@@ -1160,10 +1170,8 @@ pub fn svg(rows: &[Row]) -> String {
                         path.join(" ")
                     );
                     for (x, y) in xy {
-                        let _ = writeln!(
-                            s,
-                            "<circle cx='{x:.1}' cy='{y:.1}' r='3' fill='{color}'/>"
-                        );
+                        let _ =
+                            writeln!(s, "<circle cx='{x:.1}' cy='{y:.1}' r='3' fill='{color}'/>");
                     }
                 }
             }

@@ -6,11 +6,14 @@
 //! [`vblk_interrupt::Interrupt`] trait. The same core runs behind the
 //! vhost-user-blk socket and inside the vfio-user PCI device.
 //!
-//! Path of one request inside the core:
-//! `worker::QueueWorker::process` drains the avail ring (queue crate), parses
-//! and validates each chain (request crate), submits the batch to the
-//! storage engine (backend crate), writes each status byte and used entry
-//! (`completion`), and takes one interrupt decision per batch.
+//! Path of one request inside the core, one file a step:
+//! * `runner`: the per-queue event loop (kick eventfd, engine completion
+//!   eventfd, control commands, polling);
+//! * `worker`: pop → plan → submit, reap → complete, publish;
+//! * `plan`: a chain becomes storage operations (request crate validates);
+//! * `merge`: adjacent reads/writes of a round become one operation;
+//! * `inflight`: the generation-tagged table of requests in flight;
+//! * `used`: used elements, the used index, the interrupt decision.
 
 use std::sync::Arc;
 
@@ -19,12 +22,18 @@ use vblk_backend::Backend;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+mod inflight;
+mod merge;
+mod plan;
+pub mod runner;
 pub mod stats;
+mod used;
 pub mod worker;
 
 pub use config::{BlkConfig, CONFIG_SPACE_LEN};
+pub use merge::MERGE_MAX_BYTES;
 pub use stats::{QueueStats, Stats};
-pub use worker::{QueueError, QueueWorker};
+pub use worker::{InflightLog, QueueError, QueueWorker};
 
 /// Feature bits (virtio 1.2, 5.2.3 and 6).
 pub mod features {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use vblk_backend::MemBackend;
 use vblk_device::{BlkConfig, BlkDevice, QueueError, QueueWorker};
 use vblk_interrupt::{InterruptKind, RecordingInterrupt};
-use vblk_queue::{Queue, QueueT};
+use vblk_queue::{BrokenChain, Queue, QueueT};
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::{AvailRing, DescriptorTable, UsedRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -263,6 +263,30 @@ impl Rig {
         assert_eq!(id, u32::from(head), "used id");
         assert!(self.used().is_none(), "more than one used entry");
         (self.read_status(status_at), len, self.irq.take())
+    }
+
+    /// Publish `head` and process: the chain must break the ring, with no
+    /// used entry and nothing written to guest memory (the status byte and
+    /// the data buffer keep their contents).
+    fn run_broken(&mut self, head: u16) -> vblk_queue::BrokenChain {
+        let _ = self.mem.write_obj(UNTOUCHED, GuestAddress(STATUS));
+        let data = self.guest(DATA, 512);
+        self.publish(head);
+        let e = match self.run() {
+            Err(QueueError::Chain(_, h, e)) => {
+                assert_eq!(h, head, "broken chain head");
+                e
+            }
+            other => panic!("expected a broken ring, got {other:?}"),
+        };
+        assert!(
+            self.used().is_none(),
+            "a broken chain was put on the used ring"
+        );
+        assert_eq!(self.read_status(STATUS), UNTOUCHED, "status written");
+        assert_eq!(self.guest(DATA, 512), data, "data buffer written");
+        assert!(self.irq.take().is_empty(), "interrupt for a broken ring");
+        e
     }
 
     /// One chain of `(addr, len, flags)` at table index 0, run; the status
@@ -828,18 +852,18 @@ fn m09_data_length_not_a_multiple_of_512() {
 fn m10_lengths_summing_past_4_gib() {
     let mut r = Rig::new();
     r.header(HDR, T_IN, 0);
-    // virtio-queue stops a chain before its byte count overflows a u32
-    // (virtio 1.2, 2.7.5.2: "Drivers MUST NOT add a descriptor chain
-    // longer than 2^32 bytes"): the chain is cut after the header, has no
-    // status byte, and comes back unexecuted.
-    let out = r.submit(&[
-        (HDR, 16, R),
-        (DATA, u32::MAX, W),
-        (DATA, u32::MAX, W),
-        (STATUS, 1, W),
-    ]);
-    assert_eq!(r.read_status(STATUS), UNTOUCHED);
-    assert_eq!((out.1, out.2), (0, q0()));
+    // "Drivers MUST NOT add a descriptor chain longer than 2^32 bytes"
+    // (virtio 1.2, 2.7.5.2): the ring is broken, nothing is executed.
+    r.chain_at(
+        0,
+        &[
+            (HDR, 16, 0),
+            (DATA, u32::MAX, F_WRITE),
+            (DATA, u32::MAX, F_WRITE),
+            (STATUS, 1, F_WRITE),
+        ],
+    );
+    assert_eq!(r.run_broken(0), BrokenChain::TooLong);
     // Just under 4 GiB in total: a read larger than the disk, IOERR.
     let out = r.submit(&[
         (HDR, 16, R),
@@ -913,24 +937,19 @@ fn m14_chain_that_loops_terminates() {
     let mut r = Rig::new();
     r.header(HDR, T_IN, 0);
     r.put(DATA, &[7; 512]);
-    // 0 -> 1 -> 0 -> ...: virtio-queue stops after queue-size descriptors.
-    // The chain then reads header, data, header, ...: a readable descriptor
-    // after a writable one, so IOERR, in the last writable byte.
+    // 0 -> 1 -> 0 -> ...: more links than the queue has entries is a loop;
+    // the ring is broken (a prefix executed as a request would put its
+    // status byte into the data buffer).
     r.desc(0, HDR, 16, F_NEXT, 1);
     r.desc(1, DATA, 512, F_WRITE | F_NEXT, 0);
-    let out = r.run_one(0, DATA + 511);
-    assert_eq!(out, (IOERR, 1, q0()));
+    assert_eq!(r.run_broken(0), BrokenChain::Loop);
     // A descriptor that points at itself.
     r.desc(0, HDR, 16, F_NEXT, 0);
-    let out = r.run_one(0, STATUS);
-    assert_eq!(out, (UNTOUCHED, 0, q0()));
-    // A loop entirely in the writable part: 15 writable descriptors, the
-    // status is the last byte of the last one, the data 14 * 512 + 511
-    // bytes: IOERR.
+    assert_eq!(r.run_broken(0), BrokenChain::Loop);
+    // A loop entirely in the writable part.
     r.desc(0, HDR, 16, F_NEXT, 1);
     r.desc(1, DATA, 512, F_WRITE | F_NEXT, 1);
-    let out = r.run_one(0, DATA + 511);
-    assert_eq!(out, (IOERR, 1, q0()));
+    assert_eq!(r.run_broken(0), BrokenChain::Loop);
     r.check_disk();
 }
 
@@ -945,13 +964,7 @@ fn m15_indirect_table_inside_an_indirect_table() {
     );
     r.desc_at(TABLE, TABLE + 0x100, inner, F_INDIRECT, 0);
     r.desc(0, TABLE, 16, F_INDIRECT, 0);
-    let out = r.run_one(0, STATUS);
-    assert_eq!(out, (UNTOUCHED, 0, q0()));
-    // Same after a valid direct prefix: the chain is cut before the table.
-    r.desc(0, HDR, 16, F_NEXT, 1);
-    r.desc(1, TABLE, 16, F_INDIRECT, 0);
-    let out = r.run_one(0, STATUS);
-    assert_eq!(out, (UNTOUCHED, 0, q0()));
+    assert_eq!(r.run_broken(0), BrokenChain::NestedIndirect);
     r.check_disk();
 }
 
@@ -967,17 +980,14 @@ fn m16_indirect_table_with_a_bad_length() {
     // ...not a multiple of 16, or empty, do not.
     for len in [40u32, 47, 1, 0] {
         r.desc(0, TABLE, len, F_INDIRECT, 0);
-        let out = r.run_one(0, STATUS);
-        assert_eq!(out, (UNTOUCHED, 0, q0()), "table of {len} bytes");
+        assert_eq!(r.run_broken(0), BrokenChain::BadIndirectTable(len));
     }
-    // A table running into the hole after guest memory: the chain ends at
-    // the last readable entry (header, data), whose last byte is the status:
-    // 511 data bytes, IOERR.
+    // A table running into the hole after guest memory: its third entry
+    // cannot be read; the ring is broken.
     r.desc_at(HOLE - 32, HDR, 16, F_NEXT, 1);
     r.desc_at(HOLE - 16, DATA, 512, F_WRITE | F_NEXT, 2);
     r.desc(0, HOLE - 32, 48, F_INDIRECT, 0);
-    let out = r.run_one(0, DATA + 511);
-    assert_eq!(out, (IOERR, 1, q0()));
+    assert_eq!(r.run_broken(0), BrokenChain::Unreadable(2));
     r.check_disk();
 }
 
@@ -1134,12 +1144,11 @@ fn m26_next_index_past_the_table() {
     let mut r = Rig::new();
     r.header(HDR, T_IN, 0);
     r.put(DATA, &[7; 512]);
-    // header -> data -> (index 99): the chain ends at the data descriptor,
-    // whose last byte becomes the status; 511 data bytes is IOERR.
+    // header -> data -> (index 99): the ring is broken; the data buffer
+    // keeps its bytes (no status byte written into it).
     r.desc(0, HDR, 16, F_NEXT, 1);
     r.desc(1, DATA, 512, F_WRITE | F_NEXT, 99);
-    let out = r.run_one(0, DATA + 511);
-    assert_eq!(out, (IOERR, 1, q0()));
+    assert_eq!(r.run_broken(0), BrokenChain::BadNext(1, 99, QSIZE));
     assert_eq!(r.guest(DATA, 511), vec![7; 511]);
     r.check_disk();
 }

@@ -16,9 +16,9 @@ use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use vblk_backend::MemBackend;
-use vblk_device::{BlkConfig, BlkDevice};
+use vblk_device::{BlkConfig, BlkDevice, QueueError};
 use vblk_interrupt::{InterruptKind, RecordingInterrupt};
-use vblk_queue::{Queue, QueueT};
+use vblk_queue::{BrokenChain, Queue, QueueT};
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::{AvailRing, DescriptorTable, UsedRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -479,6 +479,25 @@ fn check_chain(c: &ChainCase) -> Result<(), TestCaseError> {
     let before = snapshot(&mem);
 
     let done = worker.process(&mut ring.queue, &mem, &irq);
+    // A chain over 4 GiB breaks the ring ("Drivers MUST NOT add a
+    // descriptor chain longer than 2^32 bytes", virtio 1.2, 2.7.5.2):
+    // nothing executed, nothing written.
+    let total: u64 = descs.iter().map(|d| u64::from(d.1)).sum();
+    if total > u64::from(u32::MAX) {
+        prop_assert!(
+            matches!(done, Err(QueueError::Chain(0, 0, BrokenChain::TooLong))),
+            "chain over 4 GiB: {:?}",
+            done
+        );
+        prop_assert!(ring.used_entries().is_empty());
+        prop_assert!(irq.take().is_empty());
+        // Only the used ring's notification fields may change.
+        let after = snapshot(&mem);
+        let mut expect = before.clone();
+        allow(&mut expect, &after, USED, 0x100);
+        prop_assert!(expect == after, "guest memory written by a broken chain");
+        return Ok(());
+    }
     prop_assert!(matches!(done, Ok(1)), "process on a sane ring: {:?}", done);
     prop_assert_eq!(irq.take(), vec![InterruptKind::Queue(0)]);
     let used = ring.used_entries();

@@ -10,9 +10,14 @@
 use std::num::Wrapping;
 
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
+use vm_memory::{Address, GuestAddress, GuestMemory};
 
+mod cursor;
+mod walk;
+
+pub use cursor::{host_iovecs, Cursor};
 pub use virtio_queue::{Queue, QueueOwnedT, QueueT};
+pub use walk::{BrokenChain, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 
 /// Why a chain cannot be used as a request at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,8 +62,18 @@ impl Chain {
         c
     }
 
-    /// Like [`Chain::collect`], reusing this chain's buffers.
+    /// Like [`Chain::collect`], reusing this chain's buffers. The device
+    /// walks chains itself ([`Chain::walk`]); this form is for descriptor
+    /// lists built by tests.
     pub fn refill<I: IntoIterator<Item = Descriptor>>(&mut self, head: u16, descs: I) {
+        self.reset(head);
+        for d in descs {
+            self.push(d.addr(), d.len(), d.is_write_only());
+        }
+        self.check_length();
+    }
+
+    pub(crate) fn reset(&mut self, head: u16) {
         self.head = head;
         self.readable.clear();
         self.writable.clear();
@@ -66,33 +81,37 @@ impl Chain {
         self.writable_len = 0;
         self.descriptors = 0;
         self.error = None;
-        let c = self;
-        for d in descs {
-            c.descriptors = c.descriptors.saturating_add(1);
-            let len = d.len();
-            if len == 0 {
-                continue;
-            }
-            let r = Region {
-                addr: d.addr(),
-                len,
-            };
-            if d.is_write_only() {
-                c.writable_len += u64::from(len);
-                c.writable.push(r);
-            } else {
-                // "The driver MUST place any device-writable descriptor elements
-                // after any device-readable descriptor elements." (virtio 1.2, 2.7.4.2)
-                if !c.writable.is_empty() && c.error.is_none() {
-                    c.error = Some(ChainError::ReadableAfterWritable);
-                }
-                c.readable_len += u64::from(len);
-                c.readable.push(r);
-            }
+    }
+
+    /// Add one buffer descriptor (zero-length ones are counted, not kept).
+    pub(crate) fn push(&mut self, addr: GuestAddress, len: u32, write: bool) {
+        self.descriptors = self.descriptors.saturating_add(1);
+        if len == 0 {
+            return;
         }
-        if c.readable_len + c.writable_len > u64::from(u32::MAX) && c.error.is_none() {
-            c.error = Some(ChainError::TooLong);
+        let r = Region { addr, len };
+        if write {
+            self.writable_len += u64::from(len);
+            self.writable.push(r);
+        } else {
+            // "The driver MUST place any device-writable descriptor elements
+            // after any device-readable descriptor elements." (virtio 1.2, 2.7.4.2)
+            if !self.writable.is_empty() && self.error.is_none() {
+                self.error = Some(ChainError::ReadableAfterWritable);
+            }
+            self.readable_len += u64::from(len);
+            self.readable.push(r);
         }
+    }
+
+    /// Whether the chain is longer than 4 GiB ("Drivers MUST NOT add a
+    /// descriptor chain longer than 2^32 bytes in total", 2.7.5.2).
+    pub(crate) fn check_length(&mut self) -> bool {
+        let too_long = self.readable_len + self.writable_len > u64::from(u32::MAX);
+        if too_long && self.error.is_none() {
+            self.error = Some(ChainError::TooLong);
+        }
+        too_long
     }
 
     /// A reader over the device-readable bytes.
@@ -121,145 +140,6 @@ impl Chain {
     }
 }
 
-/// A position in a list of guest buffers: reads or writes consume bytes in
-/// order, whatever the descriptor boundaries.
-#[derive(Debug, Clone)]
-pub struct Cursor<'a> {
-    regions: &'a [Region],
-    idx: usize,
-    off: u32,
-    consumed: u64,
-    limit: u64,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(regions: &'a [Region]) -> Self {
-        let limit = regions.iter().map(|r| u64::from(r.len)).sum();
-        Cursor {
-            regions,
-            idx: 0,
-            off: 0,
-            consumed: 0,
-            limit,
-        }
-    }
-
-    /// Bytes left.
-    pub fn remaining(&self) -> u64 {
-        self.limit - self.consumed
-    }
-
-    /// Bytes consumed so far.
-    pub fn consumed(&self) -> u64 {
-        self.consumed
-    }
-
-    /// Take the next `len` bytes as guest (address, length) pieces.
-    fn take(
-        &mut self,
-        len: u64,
-        out: &mut impl FnMut(GuestAddress, usize) -> Result<(), ChainError>,
-    ) -> Result<(), ChainError> {
-        if len > self.remaining() {
-            return Err(ChainError::ShortChain);
-        }
-        let mut left = len;
-        while left > 0 {
-            let r = self.regions.get(self.idx).ok_or(ChainError::ShortChain)?;
-            let avail = u64::from(r.len - self.off);
-            let n = avail.min(left);
-            let addr = r
-                .addr
-                .checked_add(u64::from(self.off))
-                .ok_or(ChainError::BadAddress)?;
-            out(addr, n as usize)?;
-            left -= n;
-            self.consumed += n;
-            if n == avail {
-                self.idx += 1;
-                self.off = 0;
-            } else {
-                self.off += n as u32;
-            }
-        }
-        Ok(())
-    }
-
-    /// Copy the next `buf.len()` bytes out of guest memory.
-    pub fn read_exact<M: GuestMemory + ?Sized>(
-        &mut self,
-        mem: &M,
-        buf: &mut [u8],
-    ) -> Result<(), ChainError> {
-        let mut pos = 0usize;
-        self.take(buf.len() as u64, &mut |addr, n| {
-            mem.read_slice(&mut buf[pos..pos + n], addr)
-                .map_err(|_| ChainError::BadAddress)?;
-            pos += n;
-            Ok(())
-        })
-    }
-
-    /// Copy `buf` into the next `buf.len()` bytes of guest memory.
-    pub fn write_all<M: GuestMemory + ?Sized>(
-        &mut self,
-        mem: &M,
-        buf: &[u8],
-    ) -> Result<(), ChainError> {
-        let mut pos = 0usize;
-        self.take(buf.len() as u64, &mut |addr, n| {
-            mem.write_slice(&buf[pos..pos + n], addr)
-                .map_err(|_| ChainError::BadAddress)?;
-            pos += n;
-            Ok(())
-        })
-    }
-
-    /// Turn the next `len` bytes into host iovecs (appended to `out`), for
-    /// zero-copy I/O. A buffer that crosses guest memory regions becomes
-    /// several iovecs; one outside guest memory is an error.
-    ///
-    /// The pointers stay valid while the guest memory mapping `mem` stays
-    /// alive: the caller must keep it until the I/O completes.
-    pub fn iovecs<M: GuestMemory + ?Sized>(
-        &mut self,
-        mem: &M,
-        len: u64,
-        out: &mut Vec<libc::iovec>,
-    ) -> Result<(), ChainError> {
-        self.take(len, &mut |addr, n| host_iovecs(mem, addr, n, out))
-    }
-}
-
-/// Append the host iovecs of guest range `[addr, addr+len)`.
-pub fn host_iovecs<M: GuestMemory + ?Sized>(
-    mem: &M,
-    addr: GuestAddress,
-    len: usize,
-    out: &mut Vec<libc::iovec>,
-) -> Result<(), ChainError> {
-    if len == 0 {
-        return Ok(());
-    }
-    addr.checked_add(len as u64).ok_or(ChainError::BadAddress)?;
-    let slices = mem
-        .get_slices(addr, len, Permissions::ReadWrite)
-        .map_err(|_| ChainError::BadAddress)?;
-    let mut got = 0usize;
-    for s in slices {
-        let s = s.map_err(|_| ChainError::BadAddress)?;
-        out.push(libc::iovec {
-            iov_base: s.ptr_guard_mut().as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        });
-        got += s.len();
-    }
-    if got != len {
-        return Err(ChainError::BadAddress);
-    }
-    Ok(())
-}
-
 /// Whether the driver has published chains we have not popped yet.
 pub fn has_pending<M: GuestMemory>(q: &Queue, mem: &M) -> Result<bool, virtio_queue::Error> {
     let avail = q.avail_idx(mem, std::sync::atomic::Ordering::Acquire)?;
@@ -271,7 +151,7 @@ mod tests {
     use super::*;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::GuestMemoryMmap;
+    use vm_memory::{Bytes, GuestMemoryMmap};
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[

@@ -8,9 +8,11 @@
 //! `virtio_notify` → `virtio_pci_notify` (MSI-X or INTx) back. Nothing here
 //! knows about vfio-user: the tests drive it directly.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use vblk_device::{stats, BlkDevice, QueueWorker};
+use vblk_device::runner::{PauseGuard, RingSetup, RunnerOptions, Runners};
+use vblk_device::{stats, BlkDevice};
 use vblk_interrupt::{Interrupt, InterruptKind};
 use vblk_queue::{Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
@@ -29,8 +31,9 @@ pub enum NotifyPath {
 }
 
 pub(crate) struct QueueSlot {
+    /// The queue as the driver configures it; a copy goes to its runner
+    /// at DRIVER_OK.
     pub(crate) queue: Queue,
-    pub(crate) worker: QueueWorker,
     /// Legacy page frame number (0 = not set up).
     pub(crate) pfn: u32,
 }
@@ -49,6 +52,14 @@ pub struct PciFunction {
     pub(crate) queue_select: u16,
     pub(crate) queues: Vec<QueueSlot>,
     pub(crate) config_generation: u8,
+    /// The queue threads (data plane): requests never run on the thread
+    /// that handles register accesses.
+    runners: Runners,
+    /// Queues are running (between DRIVER_OK and the next reset).
+    running: bool,
+    /// Set by a runner that found its ring broken; turned into
+    /// DEVICE_NEEDS_RESET at the next register access.
+    broken: Arc<AtomicBool>,
 }
 
 impl PciFunction {
@@ -57,6 +68,17 @@ impl PciFunction {
     pub fn new(
         dev: Arc<BlkDevice>,
         mem: GuestMemoryAtomic<GuestMemoryMmap>,
+    ) -> std::io::Result<Self> {
+        Self::with_runners(dev, mem, 0, RunnerOptions::default())
+    }
+
+    /// Like [`PciFunction::new`], with `threads` queue threads (0: one per
+    /// queue) working as `opts` says.
+    pub fn with_runners(
+        dev: Arc<BlkDevice>,
+        mem: GuestMemoryAtomic<GuestMemoryMmap>,
+        threads: usize,
+        opts: RunnerOptions,
     ) -> std::io::Result<Self> {
         let nq = dev.num_queues();
         if nq == 0 || nq > MAX_QUEUES {
@@ -72,16 +94,19 @@ impl PciFunction {
             dev.stats().clone(),
         ));
         let queues = (0..nq)
-            .map(|i| {
+            .map(|_| {
                 Ok(QueueSlot {
                     queue: Queue::new(dev.config().queue_size)
                         .map_err(|e| std::io::Error::other(e.to_string()))?,
-                    worker: dev.worker(i)?,
                     pfn: 0,
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
+        let runners = Runners::new(&dev, threads, opts)?;
         Ok(PciFunction {
+            runners,
+            running: false,
+            broken: Arc::new(AtomicBool::new(false)),
             cfg: ConfigSpace::new(&msix_layout),
             msix_layout,
             irq,
@@ -110,8 +135,78 @@ impl PciFunction {
     }
 
     /// The device status register.
-    pub fn status(&self) -> u8 {
+    pub fn status(&mut self) -> u8 {
+        self.sync_broken();
         self.status
+    }
+
+    /// Quiesce every queue (no request in flight, no guest memory access)
+    /// until the guard is dropped: around a DMA unmap or any other change
+    /// of guest memory.
+    pub fn pause(&self) -> PauseGuard<'_> {
+        self.runners.pause_all()
+    }
+
+    /// Return once the queue threads have served every kick written so far.
+    pub fn settle(&mut self) {
+        self.runners.settle();
+        self.sync_broken();
+    }
+
+    /// A runner found its ring broken: show DEVICE_NEEDS_RESET from now on
+    /// (its configuration interrupt was sent by the runner).
+    pub(crate) fn sync_broken(&mut self) {
+        if self.broken.swap(false, Ordering::AcqRel) {
+            self.mark_needs_reset("a queue's ring is broken", false);
+        }
+    }
+
+    fn start_queues(&mut self) {
+        for (i, q) in self.queues.iter().enumerate() {
+            if !q.queue.ready() {
+                continue;
+            }
+            let queue = match Queue::try_from(q.queue.state()) {
+                Ok(queue) => queue,
+                Err(e) => {
+                    log::error!("virtio-blk PCI: queue {i}: {e}");
+                    continue;
+                }
+            };
+            let broken = self.broken.clone();
+            let irq = self.irq.clone();
+            let ring = RingSetup {
+                queue,
+                mem: self.mem.clone(),
+                kick: None,
+                irq: self.irq.clone(),
+                on_broken: Box::new(move |e| {
+                    log::warn!("virtio-blk PCI: {e}; the device needs a reset");
+                    broken.store(true, Ordering::Release);
+                    // "If DRIVER_OK is set, after it sets DEVICE_NEEDS_RESET,
+                    // the device MUST send a device configuration change
+                    // notification to the driver." (2.1.2)
+                    let _ = irq.trigger(InterruptKind::Config);
+                }),
+                inflight: None,
+                resubmit: Vec::new(),
+            };
+            if let Err(e) = self.runners.start(i as u16, ring) {
+                log::error!("virtio-blk PCI: cannot start queue {i}: {e}");
+            }
+        }
+        self.running = true;
+    }
+
+    /// Stop every queue; each finishes its in-flight requests first.
+    fn stop_queues(&mut self) {
+        if !self.running {
+            return;
+        }
+        for i in 0..self.queues.len() {
+            self.runners.stop(i as u16);
+        }
+        self.running = false;
     }
 
     pub fn bar_size(&self, bar: usize) -> u64 {
@@ -132,6 +227,8 @@ impl PciFunction {
     /// vectors (virtio 1.2, 2.1.2, 4.1.4.3.1). Config space and the
     /// client's eventfds stay: they are PCI's and vfio's.
     pub fn reset(&mut self) {
+        self.stop_queues();
+        self.broken.store(false, Ordering::Release);
         self.status = 0;
         self.device_feature_select = 0;
         self.driver_feature_select = 0;
@@ -160,6 +257,10 @@ impl PciFunction {
     /// change notification to the driver." (2.1.2). Queues stay stopped
     /// until the reset.
     pub(crate) fn needs_reset(&mut self, why: &str) {
+        self.mark_needs_reset(why, true);
+    }
+
+    fn mark_needs_reset(&mut self, why: &str, interrupt: bool) {
         if self.status & DEVICE_NEEDS_RESET != 0 {
             return;
         }
@@ -167,7 +268,9 @@ impl PciFunction {
         self.status |= DEVICE_NEEDS_RESET;
         self.config_generation = self.config_generation.wrapping_add(1);
         stats::inc(&self.dev.stats().device.needs_reset);
-        let _ = self.irq.trigger(InterruptKind::Config);
+        if interrupt {
+            let _ = self.irq.trigger(InterruptKind::Config);
+        }
     }
 
     /// Features offered: the device's, with VERSION_1 on the modern
@@ -295,6 +398,7 @@ impl PciFunction {
     /// Read from a BAR. Outside the BAR, and at offsets without a
     /// register, reads return 0.
     pub fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        self.sync_broken();
         data.fill(0);
         if !self.in_bar(bar, offset, data.len()) {
             return;
@@ -310,6 +414,7 @@ impl PciFunction {
     /// Write to a BAR. Outside the BAR, and at offsets without a register,
     /// writes are dropped.
     pub fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        self.sync_broken();
         if !self.in_bar(bar, offset, data.len()) {
             self.bad_write("access past a BAR");
             return;
@@ -406,41 +511,28 @@ impl PciFunction {
                 self.needs_reset(&format!(
                     "queue {i} has a ring outside guest memory at DRIVER_OK"
                 ));
+                return;
             }
+            self.start_queues();
             return;
         }
         self.status = new;
     }
 
-    /// A kick: drain the queue through the device core, on this thread.
+    /// A kick: wake the queue's runner thread.
     pub fn notify(&mut self, q: u16, path: NotifyPath) {
-        let st = self.dev.stats().queue(usize::from(q));
+        let Some(st) = self.dev.stats().queues.get(usize::from(q)) else {
+            return;
+        };
         match path {
             NotifyPath::Legacy => stats::inc(&st.notify_legacy),
             NotifyPath::Modern => stats::inc(&st.notify_modern),
         }
         // "The device MUST NOT consume buffers or send any used buffer
         // notifications to the driver before DRIVER_OK." (3.1.2)
-        if self.status & DRIVER_OK == 0 || self.status & DEVICE_NEEDS_RESET != 0 {
+        if !self.running || self.status & DEVICE_NEEDS_RESET != 0 {
             return;
         }
-        let Some(slot) = self.queues.get_mut(usize::from(q)) else {
-            return;
-        };
-        if !slot.queue.ready() {
-            return;
-        }
-        let mem = self.mem.memory();
-        let result = if slot.queue.is_valid(&*mem) {
-            slot.worker
-                .process(&mut slot.queue, &*mem, &*self.irq)
-                .map_err(|e| e.to_string())
-        } else {
-            Err(format!("queue {q}: ring outside guest memory"))
-        };
-        drop(mem);
-        if let Err(e) = result {
-            self.needs_reset(&e);
-        }
+        self.runners.kick(q);
     }
 }

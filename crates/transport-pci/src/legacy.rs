@@ -147,6 +147,11 @@ impl PciFunction {
                     // The driver tears the queue down: QEMU resets the device
                     // (virtio_ioport_write, VIRTIO_PCI_QUEUE_PFN).
                     self.reset();
+                } else if self.status & DRIVER_OK != 0 {
+                    // Same rule as the modern common config: a live ring does
+                    // not move. "The driver MUST NOT ... change ... after
+                    // DRIVER_OK" is the driver's duty; the device refuses.
+                    self.bad_write("QUEUE_PFN after DRIVER_OK");
                 } else {
                     self.legacy_setup_queue(q, v as u32);
                 }

@@ -56,6 +56,8 @@ impl Rig {
 
     fn wr(&mut self, bar: usize, off: u64, n: usize, v: u64) {
         self.f.bar_write(bar, off, &v.to_le_bytes()[..n]);
+        // Requests run on the queue threads: wait for a kick's effects.
+        self.f.settle();
     }
 
     fn cfg_rd(&mut self, off: u64, n: usize) -> u64 {
@@ -66,6 +68,7 @@ impl Rig {
 
     fn cfg_wr(&mut self, off: u64, n: usize, v: u64) {
         self.f.config_write(off, &v.to_le_bytes()[..n]);
+        self.f.settle();
     }
 
     fn enable_msix(&mut self) {
@@ -423,6 +426,25 @@ fn legacy_with_msix_uses_vectors_and_config_at_24() {
 }
 
 #[test]
+fn legacy_queue_pfn_after_driver_ok_does_not_move_the_live_ring() {
+    let mut r = Rig::new();
+    let (desc, used) = legacy_probe(&mut r, false);
+    // Modern common config refuses queue changes after DRIVER_OK; the
+    // legacy QUEUE_PFN must too (it used to move the live ring).
+    r.wr(0, legacy::QUEUE_SEL, 2, 0);
+    r.wr(0, legacy::QUEUE_PFN, 4, 0x20);
+    assert_eq!(r.rd(0, legacy::QUEUE_PFN, 4), 0x10, "the ring stays put");
+    r.request(desc, desc + 16 * QSIZE, 0);
+    r.wr(0, legacy::QUEUE_NOTIFY, 2, 0);
+    assert_eq!(r.mem.read_obj::<u32>(GuestAddress(used + 8)).unwrap(), 513);
+    assert_eq!(r.f.status() & DEVICE_NEEDS_RESET, 0);
+    // Before DRIVER_OK (after a reset) the same write is taken.
+    r.wr(0, legacy::STATUS, 1, 0);
+    r.wr(0, legacy::QUEUE_PFN, 4, 0x20);
+    assert_eq!(r.rd(0, legacy::QUEUE_PFN, 4), 0x20);
+}
+
+#[test]
 fn legacy_out_of_range_sel_notify_pfn_and_pfn_zero_resets() {
     let mut r = Rig::new();
     let (_desc, _used) = legacy_probe(&mut r, false);
@@ -431,13 +453,10 @@ fn legacy_out_of_range_sel_notify_pfn_and_pfn_zero_resets() {
     assert_eq!(r.rd(0, legacy::QUEUE_SEL, 2), 1);
     r.wr(0, legacy::QUEUE_NOTIFY, 2, 9); // ignored, no panic
     r.wr(0, legacy::QUEUE_SEL, 2, 1);
-    r.wr(0, legacy::QUEUE_PFN, 4, 0xffff_ffff); // rings far past memory
-    r.wr(0, legacy::QUEUE_NOTIFY, 2, 1);
-    assert_ne!(
-        r.f.status() & DEVICE_NEEDS_RESET,
-        0,
-        "a ring outside memory needs a reset"
-    );
+    r.wr(0, legacy::QUEUE_PFN, 4, 0xffff_ffff); // after DRIVER_OK: refused
+    assert_eq!(r.rd(0, legacy::QUEUE_PFN, 4), 0);
+    r.wr(0, legacy::QUEUE_NOTIFY, 2, 1); // queue 1 never set up: nothing
+    assert_eq!(r.f.status() & DEVICE_NEEDS_RESET, 0);
     r.wr(0, legacy::QUEUE_PFN, 4, 0);
     assert_eq!(r.f.status(), 0, "QUEUE_PFN 0 resets the device");
     assert!(r

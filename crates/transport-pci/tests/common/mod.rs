@@ -33,6 +33,8 @@ impl Regs for PciFunction {
     }
     fn bar_wr(&mut self, bar: usize, off: u64, n: usize, v: u64) {
         self.bar_write(bar, off, &v.to_le_bytes()[..n]);
+        // Requests run on the queue threads: wait for a kick's effects.
+        self.settle();
     }
     fn cfg_rd(&mut self, off: u64, n: usize) -> u64 {
         let mut b = [0u8; 8];
@@ -53,6 +55,7 @@ impl Regs for Backend {
     fn bar_wr(&mut self, bar: usize, off: u64, n: usize, v: u64) {
         self.region_write(bar as u32, off, &v.to_le_bytes()[..n])
             .unwrap();
+        self.function().settle();
     }
     fn cfg_rd(&mut self, off: u64, n: usize) -> u64 {
         let mut b = [0u8; 8];
