@@ -25,7 +25,9 @@ use vhost::vhost_user::message::{
 use vhost::vhost_user::{
     Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
 };
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap,
+};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::inflight::InflightRegion;
@@ -162,7 +164,11 @@ pub struct Conn {
 type Res<T> = Result<T, String>;
 
 impl Conn {
-    pub fn new(device: Arc<BlkDevice>, threads: usize, opts: RunnerOptions) -> std::io::Result<Conn> {
+    pub fn new(
+        device: Arc<BlkDevice>,
+        threads: usize,
+        opts: RunnerOptions,
+    ) -> std::io::Result<Conn> {
         let runners = Runners::new(&device, threads, opts)?;
         let stats = device.stats().clone();
         let vrings = (0..device.num_queues())
@@ -252,7 +258,11 @@ impl Conn {
 
     /// Translate the ring addresses of ring `i` (size `size`) to guest
     /// addresses: (descriptor table, avail ring, used ring).
-    fn translate(&self, a: &RingAddr, size: u16) -> Res<(GuestAddress, GuestAddress, GuestAddress)> {
+    fn translate(
+        &self,
+        a: &RingAddr,
+        size: u16,
+    ) -> Res<(GuestAddress, GuestAddress, GuestAddress)> {
         let n = u64::from(size);
         // virtio 1.2, 2.7: descriptor table 16 * size, available ring
         // 6 + 2 * size, used ring 6 + 8 * size bytes (with EVENT_IDX fields).
@@ -309,7 +319,9 @@ impl Conn {
         q.try_set_desc_table_address(desc).map_err(err)?;
         q.try_set_avail_ring_address(avail).map_err(err)?;
         q.try_set_used_ring_address(used).map_err(err)?;
-        q.set_event_idx(self.acked_features & features::bit(features::VIRTIO_RING_F_EVENT_IDX) != 0);
+        q.set_event_idx(
+            self.acked_features & features::bit(features::VIRTIO_RING_F_EVENT_IDX) != 0,
+        );
         // The used ring in guest memory says how far the device got (as in
         // libvhost-user, which reads `used->idx` when the ring is set up).
         let used_idx_addr = used
@@ -684,7 +696,12 @@ impl VhostUserBackendReqHandlerMut for Conn {
         Ok(())
     }
 
-    fn get_config(&mut self, offset: u32, size: u32, _flags: VhostUserConfigFlags) -> VuResult<Vec<u8>> {
+    fn get_config(
+        &mut self,
+        offset: u32,
+        size: u32,
+        _flags: VhostUserConfigFlags,
+    ) -> VuResult<Vec<u8>> {
         // "vhost-user back-end uses zero length of payload to indicate an
         // error to the vhost-user front-end" (the library answers so).
         if size > MAX_CONFIG_SIZE || offset.checked_add(size).is_none() {
@@ -705,7 +722,10 @@ impl VhostUserBackendReqHandlerMut for Conn {
         stats::inc(&self.device.stats().device.bad_register_writes);
         self.refuse(
             "SET_CONFIG",
-            format!("{} bytes at {offset}: the config space is read-only", buf.len()),
+            format!(
+                "{} bytes at {offset}: the config space is read-only",
+                buf.len()
+            ),
         )
     }
 

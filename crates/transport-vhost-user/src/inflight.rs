@@ -114,10 +114,7 @@ impl SharedMap {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(SharedMap {
-            ptr: p.cast(),
-            len,
-        })
+        Ok(SharedMap { ptr: p.cast(), len })
     }
 
     /// The atomic of type `T` at byte `off`, if it lies in the mapping and
@@ -438,9 +435,7 @@ impl QueueInflight {
             .map(|h| (self.desc(h, D_COUNTER).map_or(0, |o| self.map.load64(o)), h))
             .collect();
         inflight.sort_unstable();
-        self.counter = inflight
-            .last()
-            .map_or(0, |(c, _)| c.wrapping_add(1));
+        self.counter = inflight.last().map_or(0, |(c, _)| c.wrapping_add(1));
         let n = u16::try_from(inflight.len()).unwrap_or(u16::MAX);
         Recovery {
             resubmit: inflight.into_iter().map(|(_, h)| h).collect(),

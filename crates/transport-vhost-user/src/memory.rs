@@ -338,7 +338,10 @@ mod tests {
         let e = t
             .insert(map_region(desc(0x20000, 0x1000, 0x7000_1000, 0), memfd(0x1000)).unwrap())
             .unwrap_err();
-        assert!(matches!(e, MemoryError::Overlap(_)), "user addresses overlap");
+        assert!(
+            matches!(e, MemoryError::Overlap(_)),
+            "user addresses overlap"
+        );
         assert_eq!(
             t.uaddr_to_gpa(0x9000_0100, 0x100),
             Some(GuestAddress(0x10100))
@@ -347,9 +350,11 @@ mod tests {
         assert_eq!(t.uaddr_to_gpa(0x6fff_ffff, 2), None);
         assert_eq!(t.uaddr_to_gpa(u64::MAX, 2), None);
         let m = t.guest_memory();
-        assert_eq!(vm_memory::GuestMemory::num_regions(&m), 2);
+        use vm_memory::GuestMemoryBackend;
+        assert_eq!(m.num_regions(), 2);
         assert!(t.remove(&desc(0x10000, 0x1000, 0x9000_0000, 0)).is_err());
-        t.remove(&desc(0x10000, 0x2000, 0x9000_0000, 0xdead)).unwrap();
+        t.remove(&desc(0x10000, 0x2000, 0x9000_0000, 0xdead))
+            .unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t.total(), 0x4000);
     }

@@ -23,7 +23,9 @@ pub enum SocketError {
     Live(PathBuf),
     #[error("{0}: exists and is {1}, not a socket; refusing to replace it (is the path a typo?)")]
     NotASocket(PathBuf, &'static str),
-    #[error("{0}: cannot tell whether the existing socket is in use ({1}); refusing to replace it")]
+    #[error(
+        "{0}: cannot tell whether the existing socket is in use ({1}); refusing to replace it"
+    )]
     Unknown(PathBuf, io::Error),
     #[error("{0}: cannot remove the stale socket: {1}")]
     RemoveStale(PathBuf, io::Error),
