@@ -122,7 +122,7 @@ impl SharedMap {
     fn atomic<T>(&self, off: usize) -> Option<&T> {
         let size = std::mem::size_of::<T>();
         let end = off.checked_add(size)?;
-        if end > self.len || off % std::mem::align_of::<T>() != 0 {
+        if end > self.len || !off.is_multiple_of(std::mem::align_of::<T>()) {
             return None;
         }
         // SAFETY: `off..off + size` lies inside the live mapping (checked
@@ -259,7 +259,7 @@ impl InflightRegion {
         }
         // SAFETY: sysconf has no memory-safety preconditions.
         let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        if page == 0 || mmap_offset % page != 0 {
+        if page == 0 || !mmap_offset.is_multiple_of(page) {
             return Err(InflightError::Unaligned(mmap_offset));
         }
         let md = file.metadata()?;

@@ -109,7 +109,7 @@ pub fn map_region(desc: RegionDesc, file: File) -> Result<Mapped, MemoryError> {
         .filter(|_| gpa.checked_add(size).is_some() && uaddr.checked_add(size).is_some())
         .ok_or(MemoryError::Overflow(gpa, size))?;
     let len = usize::try_from(size).map_err(|_| MemoryError::Overflow(gpa, size))?;
-    if offset % page_size() != 0 {
+    if !offset.is_multiple_of(page_size()) {
         return Err(MemoryError::Unaligned(gpa, offset));
     }
     let md = file.metadata().map_err(MemoryError::Stat)?;
