@@ -906,3 +906,22 @@ fn shutdown_does_not_go_through_the_socket_path() {
     assert_eq!(inode(&sock), theirs, "the other socket was removed");
     drop(other);
 }
+
+#[test]
+fn a_stalled_front_end_does_not_hold_the_shutdown() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let (mut d, sock) = start(dir.path(), &img, &[]);
+    // A SET_VRING_ADDR header announcing a 40-byte body that never comes.
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut hdr = Vec::new();
+    hdr.extend_from_slice(&9u32.to_le_bytes());
+    hdr.extend_from_slice(&1u32.to_le_bytes());
+    hdr.extend_from_slice(&40u32.to_le_bytes());
+    s.write_all(&hdr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let st = d.terminate().expect("a stalled front end blocked SIGTERM");
+    assert!(st.success(), "{st}");
+    drop(s);
+}

@@ -44,6 +44,9 @@ pub enum Error {
     Poll(PathBuf, std::io::Error),
 }
 
+/// Longest wait for the rest of a message, or for room to send a reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Options of the vhost-user front end.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -100,7 +103,15 @@ pub fn serve(
                 continue;
             }
         };
-        if let Err(e) = stream.set_nonblocking(false) {
+        // Messages are read only once the socket is readable, so a read
+        // blocks only on the rest of a message already under way, and a
+        // reply only on a front end that stopped reading: bound both, so a
+        // stalled front end cannot hold the daemon (or its shutdown).
+        if let Err(e) = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_read_timeout(Some(IO_TIMEOUT)))
+            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        {
             log::warn!("vhost-user: {e}");
             continue;
         }
