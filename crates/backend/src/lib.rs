@@ -1,24 +1,87 @@
 //! Storage backends.
 //!
 //! A [`Backend`] is the storage object (a raw image file, memory, nothing at
-//! all). Each queue worker gets its own [`IoEngine`] from it: the engine takes
-//! a batch of requests ([`IoEngine::push`]), submits it in one go
-//! ([`IoEngine::submit`]) and hands back completions ([`IoEngine::reap`]).
-//! A synchronous engine completes at `submit`; an io_uring engine completes
-//! asynchronously. The device core is written against the engine interface
-//! only, so it does not care which one it drives.
+//! all). Each queue worker gets its own [`IoEngine`] from it. The device core
+//! is written against the engine interface only, so it does not care which
+//! engine it drives (synchronous `preadv`/`pwritev`, io_uring, or the
+//! scripted engine of the `test-util` feature).
+//!
+//! # The engine contract
+//!
+//! One thread drives an engine (engines are `Send`, not `Sync`):
+//!
+//! 1. [`IoEngine::push`] queues a request. Nothing reaches the storage yet.
+//! 2. [`IoEngine::submit`] hands every queued request to the storage.
+//!    Synchronous engines execute them right there.
+//! 3. [`IoEngine::reap`] (or [`IoEngine::reap_timeout`]) appends completions
+//!    to `out`, in any order: when the engine's [`IoEngine::completion_fd`]
+//!    is readable, or right after `submit` for engines without one.
+//!
+//! Every engine in this crate guarantees, and any other engine must:
+//!
+//! * **Exactly once.** Every pushed request comes back from `reap` exactly
+//!   once, with the [`Token`] it was pushed with (echoed, never interpreted).
+//!   Completions come out of order. [`IoEngine::in_flight`] counts requests
+//!   pushed and not yet returned.
+//! * **No access after completion.** A request is returned only when neither
+//!   the kernel nor any helper thread can still read or write its buffers;
+//!   from then on the device may reuse or unmap that memory. (This is why
+//!   dropping an io_uring engine waits for the requests it still has in the
+//!   kernel.)
+//! * **Full transfers.** A read or write that moved only part of its bytes
+//!   (short transfer, partly cached range under `RWF_NOWAIT`) is continued
+//!   from where it stopped; its completion is `Ok(len)` with the request's
+//!   FULL length. One that cannot make progress (end of file) is
+//!   `Err(EIO)`. The device should still treat `Ok(n)` with `n != len` as an
+//!   I/O error: the scripted test engine produces it on purpose.
+//! * **Transient errors stay inside.** `EINTR`/`EAGAIN`/`EBUSY` from
+//!   `io_uring_enter` are retried (after making room in the completion
+//!   ring); `EAGAIN`/`EINTR` results of single requests are resubmitted up
+//!   to a bounded number of times, then reported as the errno.
+//! * **`submit` failures lose nothing.** When `submit` returns an error,
+//!   every request it was given is in exactly one of these states: in the
+//!   kernel (it will complete), still queued inside the engine (the next
+//!   `submit` — or a `reap` — hands it over; it counts in `in_flight`), or
+//!   already completed with an errno because it never reached the storage.
+//!   A request is never counted in flight while being neither in the kernel
+//!   nor queued. The device keeps reaping and calls `submit` again later.
+//! * **`reap` failures lose nothing.** When `reap` returns an error, `out`
+//!   is left as it was; completions already harvested stay in the engine
+//!   for the next call and the completion fd is signalled again.
+//! * **The completion fd.** An engine that completes asynchronously returns
+//!   an eventfd from [`IoEngine::completion_fd`], the same one from creation
+//!   on (usable before the first request). It is signalled for every
+//!   completion that becomes ready, including requests the engine completed
+//!   inline during `submit`. The device never reads it: `reap` clears it
+//!   *before* harvesting, so a completion that arrives afterwards signals it
+//!   again and cannot be missed. The device must tolerate a wake-up that
+//!   yields no completion (a completion harvested by the same `reap` that
+//!   cleared the fd may have signalled it again). An engine without a
+//!   completion fd has finished everything by the time `submit` returns.
+//! * **Quiescing.** [`IoEngine::reap_timeout`] bounds the wait, so a device
+//!   can log a stuck engine every few seconds while waiting for every I/O;
+//!   [`IoEngine::cancel_all`] asks the storage to abandon what it still
+//!   has. Cancelled requests still come back through `reap` (with
+//!   `ECANCELED`, or their real result if they finished first).
 
 use std::io;
 use std::os::unix::io::RawFd;
+use std::time::Duration;
 
 mod file;
 mod mem;
 mod null;
+#[cfg(any(test, feature = "test-util"))]
+pub mod pagecache;
+mod sync_io;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod uring;
 
 pub use file::{CacheMode, FileBackend, FileOptions};
 pub use mem::MemBackend;
 pub use null::NullBackend;
+pub use sync_io::AlignedBuf;
 
 /// Identifies a request between [`IoEngine::push`] and its completion.
 pub type Token = u64;
@@ -64,7 +127,8 @@ pub struct IoCompletion {
     pub result: Result<u64, i32>,
 }
 
-/// A per-queue I/O engine.
+/// A per-queue I/O engine. See the [crate documentation](crate) for the
+/// contract every engine keeps.
 pub trait IoEngine: Send {
     /// Queue a request for the next [`IoEngine::submit`].
     ///
@@ -74,40 +138,72 @@ pub trait IoEngine: Send {
     unsafe fn push(&mut self, req: IoRequest);
 
     /// Submit every queued request to the storage, in one go where the
-    /// engine can.
+    /// engine can. On error nothing is lost (see the crate documentation):
+    /// reap as usual and call `submit` again later.
     fn submit(&mut self) -> io::Result<()>;
 
     /// Append completions to `out`, waiting until at least `min` have
-    /// arrived in this call (or no request is in flight any more).
+    /// arrived in this call (or no request that can complete is in flight
+    /// any more). `reap(out, 0)` never blocks.
     fn reap(&mut self, out: &mut Vec<IoCompletion>, min: usize) -> io::Result<()>;
 
-    /// Like [`IoEngine::reap`], but wait at most `timeout` for `min`
-    /// completions.
+    /// Like [`IoEngine::reap`], but wait at most `timeout` for the `min`
+    /// completions; returns `Ok` with fewer when the time is up.
     fn reap_timeout(
         &mut self,
         out: &mut Vec<IoCompletion>,
         min: usize,
-        timeout: std::time::Duration,
+        timeout: Duration,
     ) -> io::Result<()> {
         let _ = timeout;
         self.reap(out, min)
     }
 
-    /// Ask the storage to give up on everything in flight (best effort);
-    /// cancelled requests still come back through [`IoEngine::reap`].
+    /// Best effort: ask the storage to abandon every request it still has
+    /// (io_uring: `IORING_OP_ASYNC_CANCEL`). Does not wait. The cancelled
+    /// requests still come back through [`IoEngine::reap`], with
+    /// `Err(ECANCELED)` or their real result. Requests queued but not yet
+    /// submitted complete with `ECANCELED`.
     fn cancel_all(&mut self) {}
 
     /// Requests pushed but not yet returned by [`IoEngine::reap`].
     fn in_flight(&self) -> usize;
 
     /// An eventfd that becomes readable when completions are ready, for
-    /// engines that complete asynchronously.
+    /// engines that complete asynchronously. The same fd for the engine's
+    /// whole life; [`IoEngine::reap`] clears it.
     fn completion_fd(&self) -> Option<RawFd> {
         None
     }
 
     /// A short name for logs ("sync", "io_uring").
     fn name(&self) -> &'static str;
+}
+
+/// Block sizes of the storage, for the device configuration and for
+/// `O_DIRECT` alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSizes {
+    /// The smallest unit the storage addresses (bytes, a power of two ≥ 512).
+    pub logical: u32,
+    /// The storage's physical block (≥ `logical`): smaller writes are a
+    /// read-modify-write somewhere below us.
+    pub physical: u32,
+    /// `O_DIRECT`: required alignment of memory buffers (1: none).
+    pub dio_mem_align: u32,
+    /// `O_DIRECT`: required alignment of file offsets and lengths (1: none).
+    pub dio_offset_align: u32,
+}
+
+impl Default for BlockSizes {
+    fn default() -> Self {
+        BlockSizes {
+            logical: 512,
+            physical: 512,
+            dio_mem_align: 1,
+            dio_offset_align: 1,
+        }
+    }
 }
 
 /// A storage object shared by all queues.
@@ -125,6 +221,12 @@ pub trait Backend: Send + Sync {
     /// Whether DISCARD is meaningful (punches holes).
     fn supports_discard(&self) -> bool {
         false
+    }
+    /// The storage's block sizes. Engines bounce requests that do not meet
+    /// the `O_DIRECT` alignments, so these are advice for the device
+    /// configuration (`blk_size`, `physical_block_exp`), not requirements.
+    fn block_sizes(&self) -> BlockSizes {
+        BlockSizes::default()
     }
     /// For logs: what this backend is.
     fn describe(&self) -> String;
@@ -173,6 +275,15 @@ where
     fn reap(&mut self, out: &mut Vec<IoCompletion>, _min: usize) -> io::Result<()> {
         out.append(&mut self.done);
         Ok(())
+    }
+
+    fn cancel_all(&mut self) {
+        for req in self.pending.drain(..) {
+            self.done.push(IoCompletion {
+                token: req.token,
+                result: Err(libc::ECANCELED),
+            });
+        }
     }
 
     fn in_flight(&self) -> usize {
@@ -228,6 +339,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 pub(crate) mod testutil {
     use crate::{IoCompletion, IoEngine, IoOp, IoRequest};
+
+    pub use crate::pagecache::{partly_cache, real_fs_dir};
 
     pub fn iov(buf: &mut [u8]) -> libc::iovec {
         libc::iovec {

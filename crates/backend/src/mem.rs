@@ -1,7 +1,11 @@
-//! An in-memory backend for tests, with fault injection.
+//! An in-memory backend for tests (the device's fuzz bodies and mock-queue
+//! tests). Its fault injection (`fail_next`, `short_next`) exists only with
+//! the `test-util` feature.
 
 use std::io;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+#[cfg(feature = "test-util")]
+use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::{Backend, IoEngine, IoOp, IoRequest, SyncEngine};
@@ -16,9 +20,12 @@ struct Inner {
     data: Mutex<Vec<u8>>,
     read_only: bool,
     /// If non-zero, the next this-many requests fail with `fail_errno`.
+    #[cfg(feature = "test-util")]
     fail_count: AtomicU64,
+    #[cfg(feature = "test-util")]
     fail_errno: AtomicI32,
     /// If set, the next read/write transfers only half its bytes (short I/O).
+    #[cfg(feature = "test-util")]
     short_io: AtomicU64,
     flushes: AtomicU64,
 }
@@ -33,8 +40,11 @@ impl MemBackend {
             inner: Arc::new(Inner {
                 data: Mutex::new(data),
                 read_only,
+                #[cfg(feature = "test-util")]
                 fail_count: AtomicU64::new(0),
+                #[cfg(feature = "test-util")]
                 fail_errno: AtomicI32::new(0),
+                #[cfg(feature = "test-util")]
                 short_io: AtomicU64::new(0),
                 flushes: AtomicU64::new(0),
             }),
@@ -57,12 +67,14 @@ impl MemBackend {
     }
 
     /// Make the next `count` requests fail with `errno`.
+    #[cfg(feature = "test-util")]
     pub fn fail_next(&self, count: u64, errno: i32) {
         self.inner.fail_errno.store(errno, Ordering::SeqCst);
         self.inner.fail_count.store(count, Ordering::SeqCst);
     }
 
     /// Make the next `count` reads/writes transfer only half of their bytes.
+    #[cfg(feature = "test-util")]
     pub fn short_next(&self, count: u64) {
         self.inner.short_io.store(count, Ordering::SeqCst);
     }
@@ -72,6 +84,7 @@ impl MemBackend {
     }
 
     fn exec(inner: &Inner, req: &IoRequest) -> Result<u64, i32> {
+        #[cfg(feature = "test-util")]
         if inner
             .fail_count
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
@@ -101,7 +114,9 @@ impl MemBackend {
                 if req.op == IoOp::Write && inner.read_only {
                     return Err(libc::EROFS);
                 }
+                #[allow(unused_mut)]
                 let mut limit = req.len;
+                #[cfg(feature = "test-util")]
                 if inner
                     .short_io
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))

@@ -23,6 +23,11 @@ pub struct BlkConfig {
     pub serial: [u8; ID_BYTES],
     /// `blk_size`: 512 or 4096.
     pub logical_block_size: u32,
+    /// The storage's physical block size in bytes (a power-of-two multiple
+    /// of `logical_block_size`; anything else, e.g. 0, means "same as
+    /// logical"), e.g. from `Backend::block_sizes().physical`. Sets
+    /// `physical_block_exp` and `min_io_size`.
+    pub physical_block_size: u32,
     pub num_queues: u16,
     /// Largest queue the device accepts.
     pub queue_size: u16,
@@ -38,6 +43,7 @@ impl BlkConfig {
             discard: true,
             serial: [0; ID_BYTES],
             logical_block_size: 512,
+            physical_block_size: 0,
             num_queues: 1,
             queue_size: 256,
             seg_max: 254,
@@ -76,11 +82,24 @@ impl BlkConfig {
                                          // geometry (16..20) left zero
         put32(&mut b, 20, self.logical_block_size); // blk_size
                                                     // topology: physical_block_exp u8, alignment_offset u8, min_io_size u16, opt_io_size u32
-        b[24] = 0;
-        b[25] = 0;
-        let min_io = (self.logical_block_size / 512).max(1) as u16;
+        let lbs = self.logical_block_size.max(1);
+        let ratio = self.physical_block_size / lbs;
+        let exp = if ratio > 1 && ratio.is_power_of_two() && ratio * lbs == self.physical_block_size
+        {
+            ratio.trailing_zeros().min(15) as u8
+        } else {
+            0
+        };
+        // virtio 1.2, 5.2.4: "physical_block_exp: exponent for physical
+        // block per logical block. ... min_io_size: suggested minimum I/O
+        // size in blocks. opt_io_size: optimal (suggested maximum) I/O size
+        // in blocks." Blocks are logical blocks (Linux: io_min = blk_size *
+        // min_io_size), not 512-byte sectors.
+        b[24] = exp; // physical_block_exp
+        b[25] = 0; // alignment_offset
+        let min_io = 1u16 << exp; // one physical block, in logical blocks
         b[26..28].copy_from_slice(&min_io.to_le_bytes());
-        put32(&mut b, 28, 0);
+        put32(&mut b, 28, 0); // opt_io_size: no suggestion
         b[32] = 1; // writeback (meaningful only with CONFIG_WCE, not offered)
         b[34..36].copy_from_slice(&self.num_queues.to_le_bytes()); // num_queues
         put32(&mut b, 36, MAX_DISCARD_SECTORS); // max_discard_sectors
@@ -90,5 +109,25 @@ impl BlkConfig {
         put32(&mut b, 52, MAX_DISCARD_SEG); // max_write_zeroes_seg
         b[56] = 1; // write_zeroes_may_unmap
         b
+    }
+}
+
+#[cfg(test)]
+mod topology_tests {
+    use super::*;
+
+    #[test]
+    fn min_io_size_is_in_logical_blocks() {
+        let mut c = BlkConfig::new(1 << 20);
+        c.logical_block_size = 4096;
+        let b = c.to_bytes();
+        assert_eq!((b[24], u16::from_le_bytes([b[26], b[27]])), (0, 1));
+        c.logical_block_size = 512;
+        c.physical_block_size = 4096;
+        let b = c.to_bytes();
+        assert_eq!((b[24], u16::from_le_bytes([b[26], b[27]])), (3, 8));
+        c.physical_block_size = 3000;
+        let b = c.to_bytes();
+        assert_eq!((b[24], u16::from_le_bytes([b[26], b[27]])), (0, 1));
     }
 }

@@ -46,6 +46,12 @@ pub struct RunnerOptions {
     /// Rounds per wake-up before the runner looks at its control commands
     /// and other queues again.
     pub max_rounds: usize,
+    /// A stop or pause that waits this long for in-flight I/O logs and
+    /// counts it as stuck ...
+    pub stuck_after: Duration,
+    /// ... and after this long asks the engine to cancel it (the wait still
+    /// lasts until the engine gives every request back).
+    pub cancel_after: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -54,6 +60,8 @@ impl Default for RunnerOptions {
             poll: Duration::ZERO,
             max_batch: 64,
             max_rounds: 16,
+            stuck_after: crate::worker::STUCK_AFTER,
+            cancel_after: crate::worker::CANCEL_AFTER,
         }
     }
 }
@@ -91,6 +99,8 @@ enum Cmd {
 struct Ctl {
     cmds: Mutex<VecDeque<Cmd>>,
     wake: EventFd,
+    /// The runners are being dropped: a pause ends even if its guard lives on.
+    exiting: std::sync::atomic::AtomicBool,
 }
 
 impl Ctl {
@@ -117,8 +127,7 @@ pub struct Runners {
 
 /// Keeps every runner paused (no I/O in flight, no guest memory access)
 /// until dropped.
-pub struct PauseGuard<'a> {
-    _runners: &'a Runners,
+pub struct PauseGuard {
     _resume: Vec<Sender<()>>,
 }
 
@@ -139,7 +148,8 @@ impl Runners {
         let mut per_thread: Vec<Vec<QueueCtx>> = (0..nt).map(|_| Vec::new()).collect();
         let mut queues = Vec::with_capacity(nq);
         for i in 0..nq {
-            let worker = device.worker(i as u16)?;
+            let mut worker = device.worker(i as u16)?;
+            worker.set_stuck_timeouts(opts.stuck_after, opts.cancel_after);
             let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
             queues.push((i % nt, kick.clone()));
             per_thread[i % nt].push(QueueCtx {
@@ -154,6 +164,7 @@ impl Runners {
             let ctl = Arc::new(Ctl {
                 cmds: Mutex::new(VecDeque::new()),
                 wake: EventFd::new(libc::EFD_NONBLOCK)?,
+                exiting: std::sync::atomic::AtomicBool::new(false),
             });
             let mut rt = RunnerThread::new(qs, ctl.clone(), opts.clone(), device.clone())?;
             let join = std::thread::Builder::new()
@@ -207,7 +218,7 @@ impl Runners {
 
     /// Quiesce every running queue and keep it paused until the guard is
     /// dropped: use around any change of guest memory.
-    pub fn pause_all(&self) -> PauseGuard<'_> {
+    pub fn pause_all(&self) -> PauseGuard {
         let mut acks = Vec::new();
         let mut resume = Vec::new();
         for th in &self.threads {
@@ -220,10 +231,7 @@ impl Runners {
         for a in acks {
             let _ = a.recv();
         }
-        PauseGuard {
-            _runners: self,
-            _resume: resume,
-        }
+        PauseGuard { _resume: resume }
     }
 
     /// Return once every runner has served the kicks that arrived before
@@ -260,6 +268,9 @@ impl Runners {
 impl Drop for Runners {
     fn drop(&mut self) {
         for th in &self.threads {
+            th.ctl
+                .exiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             th.ctl.send(Cmd::Exit);
         }
         for th in &mut self.threads {
@@ -283,6 +294,8 @@ struct Active {
     irq: Arc<dyn Interrupt>,
     on_broken: Box<dyn Fn(&QueueError) + Send>,
     broken: bool,
+    /// Process-wide contained guest-memory faults when the ring started.
+    faults: u64,
 }
 
 struct QueueCtx {
@@ -425,10 +438,22 @@ impl RunnerThread {
                 Cmd::Pause(ack, resume) => {
                     for slot in 0..self.queues.len() {
                         self.quiesce(slot);
+                        // Hold no reference to the memory that is about to
+                        // change; the next round loads the new table.
+                        if let Some(a) = self.queues[slot].active.as_mut() {
+                            a.mem = Arc::new(GuestMemoryMmap::new());
+                        }
                     }
                     let _ = ack.send(());
-                    // Until the guard is dropped (its sender goes away).
-                    let _ = resume.recv();
+                    // Until the guard is dropped (its sender goes away), or
+                    // the runners are.
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        resume.recv_timeout(Duration::from_millis(100))
+                    {
+                        if self.ctl.exiting.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                    }
                 }
                 Cmd::Settle(ack) => self.settles.push(ack),
                 Cmd::Exit => {
@@ -475,6 +500,7 @@ impl RunnerThread {
             irq,
             on_broken,
             broken: false,
+            faults: vblk_memory::contained_faults(),
         });
         if let (false, Some(a)) = (resubmit.is_empty(), q.active.as_mut()) {
             log::info!(
@@ -585,6 +611,13 @@ impl RunnerThread {
                     break;
                 }
             }
+        }
+        // A guest-memory access the fault handler contained (a mapping
+        // past the end of its file, a write to read-only memory) read
+        // zeroes or went nowhere: the ring cannot be trusted any more.
+        if result.is_ok() && vblk_memory::contained_faults() != a.faults {
+            a.faults = vblk_memory::contained_faults();
+            result = Err(QueueError::MemoryFault(q.worker.index()));
         }
         match result {
             Ok(more) => more,

@@ -41,6 +41,8 @@ pub enum QueueError {
     BadHead(u16, u16),
     #[error("virtqueue {0}: chain at descriptor {1}: {2}")]
     Chain(u16, u16, BrokenChain),
+    #[error("virtqueue {0}: guest memory faulted (a mapping reaches past its file, or a write to read-only memory)")]
+    MemoryFault(u16),
 }
 
 /// Hooks for crash recovery (vhost-user's inflight region): the worker
@@ -68,8 +70,8 @@ enum Op {
 
 /// After this long without every in-flight request done, a quiesce logs and
 /// counts a stuck engine; after [`CANCEL_AFTER`] it asks the engine to cancel.
-const STUCK_AFTER: Duration = Duration::from_secs(5);
-const CANCEL_AFTER: Duration = Duration::from_secs(30);
+pub const STUCK_AFTER: Duration = Duration::from_secs(5);
+pub const CANCEL_AFTER: Duration = Duration::from_secs(30);
 
 /// Processes one virtqueue. Owned by the thread that serves the queue.
 pub struct QueueWorker {
@@ -90,6 +92,8 @@ pub struct QueueWorker {
     /// Used elements written since the last publication.
     unpublished: u32,
     log: Option<Box<dyn InflightLog>>,
+    stuck_after: Duration,
+    cancel_after: Duration,
 }
 
 impl QueueWorker {
@@ -115,7 +119,17 @@ impl QueueWorker {
             signalled: 0,
             unpublished: 0,
             log: None,
+            stuck_after: STUCK_AFTER,
+            cancel_after: CANCEL_AFTER,
         }
+    }
+
+    /// How long a quiesce waits before it reports in-flight I/O as stuck
+    /// (and again each such period), and before it asks the engine to
+    /// cancel everything.
+    pub fn set_stuck_timeouts(&mut self, stuck_after: Duration, cancel_after: Duration) {
+        self.stuck_after = stuck_after.max(Duration::from_millis(1));
+        self.cancel_after = cancel_after;
     }
 
     /// Cap merged reads/writes at `bytes` (0 disables merging).
@@ -533,7 +547,8 @@ impl QueueWorker {
 
     /// Wait until nothing is in flight. Requests complete as usual (status
     /// byte, used element); a stuck engine is logged and counted every
-    /// [`STUCK_AFTER`], and asked to cancel after [`CANCEL_AFTER`] — but
+    /// [`STUCK_AFTER`], and asked to cancel after [`CANCEL_AFTER`] (see
+    /// [`QueueWorker::set_stuck_timeouts`]) — but
     /// the wait only ends when the engine has given every request back,
     /// because until then the kernel may still write into guest memory.
     pub fn wait_all<M: GuestMemory>(
@@ -545,12 +560,13 @@ impl QueueWorker {
             return Ok(());
         }
         let start = Instant::now();
-        let mut next_report = STUCK_AFTER;
+        let mut next_report = self.stuck_after;
+        let poll = self.stuck_after.min(Duration::from_millis(500));
         let mut cancelled = false;
         let mut result = Ok(());
         while !self.ops.is_empty() {
             let want = self.ops.len();
-            if let Err(e) = self.reap_for(queue, mem, want, Some(Duration::from_millis(500))) {
+            if let Err(e) = self.reap_for(queue, mem, want, Some(poll)) {
                 // Keep reaping: the I/O still owns its buffers. The ring
                 // error is reported when everything is back.
                 result = Err(e);
@@ -564,9 +580,9 @@ impl QueueWorker {
                     self.ops.len(),
                     waited
                 );
-                next_report += STUCK_AFTER;
+                next_report += self.stuck_after;
             }
-            if !cancelled && waited >= CANCEL_AFTER {
+            if !cancelled && waited >= self.cancel_after {
                 cancelled = true;
                 log::error!("queue {}: cancelling stuck storage operations", self.index);
                 self.engine.cancel_all();

@@ -143,7 +143,7 @@ impl PciFunction {
     /// Quiesce every queue (no request in flight, no guest memory access)
     /// until the guard is dropped: around a DMA unmap or any other change
     /// of guest memory.
-    pub fn pause(&self) -> PauseGuard<'_> {
+    pub fn pause(&self) -> PauseGuard {
         self.runners.pause_all()
     }
 

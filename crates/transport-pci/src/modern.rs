@@ -49,8 +49,8 @@ impl PciFunction {
                 read_piece(&p, self.common_value(p.field), data);
             }
         } else if let Some(off) = within(offset, ISR_OFFSET, ISR_SIZE) {
-            if off == 0 {
-                data[0] = self.irq.read_isr();
+            if let (0, Some(b)) = (off, data.first_mut()) {
+                *b = self.irq.read_isr();
             }
         } else if let Some(off) = within(offset, DEVICE_OFFSET, DEVICE_SIZE) {
             self.dev.read_config(off, data);

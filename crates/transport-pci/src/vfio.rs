@@ -1,11 +1,16 @@
-//! The vfio-user server: a thin adapter from vfio-user messages (rust-vmm
-//! `vfio_user` 0.1.7) to [`PciFunction`].
+//! The vfio-user front end: [`Backend`] adapts vfio-user requests (served
+//! by our own `vblk-vfio-user` layer) to [`PciFunction`], and [`serve`]
+//! runs the server.
 //!
 //! * regions: BAR0..BAR5 and config space route to the function; ROM and
 //!   VGA do not exist (size 0). Nothing is mmap-able: every access is a
 //!   message, so every register access is seen.
-//! * DMA_MAP / DMA_UNMAP: guest RAM, mmap'ed from the client's fds into a
-//!   `GuestMemoryAtomic` (maps and unmaps may come at any time).
+//! * DMA_MAP / DMA_UNMAP: guest RAM, mapped from the client's fds through
+//!   `vblk_memory::map_guest_region` (size checked against the file, fd
+//!   seals read, read-only regions `MAP_SHARED` + `PROT_READ`, faults
+//!   contained) into a `GuestMemoryAtomic`. Maps may come at any time;
+//!   overlapping ones are refused (EEXIST) and an unmap must name exactly
+//!   one earlier map (EINVAL otherwise), as the spec says.
 //! * SET_IRQS: MSI-X and INTx eventfds; INTx mask/unmask, also through an
 //!   eventfd (KVM's resample fd, which QEMU hands over when it runs INTx
 //!   through a KVM irqfd).
@@ -15,46 +20,40 @@
 //! the server thread.
 //!
 //! Quirks met on the way:
-//! * `vfio_user` 0.1.7: `Server::run` blocks in `accept` and then in
-//!   `recvmsg` with no way to stop it. We hand it our own non-blocking,
-//!   polled listener (`Server::from_owned_fd`) and, at shutdown, interrupt
-//!   the server thread's `recvmsg` with a do-nothing real-time signal
-//!   installed without SA_RESTART. It advertises `max_msg_fds: 1`, so QEMU
-//!   sends one MSI-X eventfd per SET_IRQS; it rejects DATA_BOOL; it
-//!   allocates a region access's `count` before we see it (we refuse
-//!   accesses outside the region before touching the buffer); and it can
-//!   panic on malformed messages (caught per connection).
 //! * QEMU (`hw/vfio-user`, `hw/vfio/pci.c`): it emulates the MSI-X table and
 //!   masking itself and only forwards PBA reads and Message Control writes;
 //!   an eventfd of "-1" arrives as a SET_IRQS with a count and no fds; ROMs
 //!   are DMA-mapped without an fd (unreachable, and harmless); under KVM it
 //!   unmasks INTx through KVM's resample eventfd (SET_IRQS INTx
 //!   ACTION_UNMASK with DATA_EVENTFD), which we watch on a thread; with no
-//!   ERR irq it warns "Could not enable error recovery" at every start.
+//!   ERR irq it warns "Could not enable error recovery" at every start. It
+//!   sends up to `max_msg_fds` eventfds per SET_IRQS (we offer 16, its
+//!   maximum) and never sends DEVICE_GET_REGION_IO_FDS (hw/vfio-user has no
+//!   caller), so kicks arrive as REGION_WRITEs.
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::thread::JoinHandleExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vblk_device::{stats, BlkDevice};
-use vfio_bindings::bindings::vfio::vfio_region_info;
-use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion};
-use vm_memory::{
-    FileOffset, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap,
-    GuestRegionMmap, MmapRegion,
+use vblk_memory::{map_guest_region, GuestMapping};
+use vblk_vfio_user::proto::{DEVICE_FLAGS_PCI, DEVICE_FLAGS_RESET};
+use vblk_vfio_user::{
+    bind_socket, refuse, DeviceInfo, DmaMapFlags, DmaUnmapFlags, IrqInfo, Limits, RegionInfo,
+    Server, ServerError,
 };
+use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::function::PciFunction;
 use crate::irq::{EventFdLine, Irq, Line};
 use crate::regs::pci::CONFIG_SPACE_SIZE;
+use crate::regs::status::{DEVICE_NEEDS_RESET, DRIVER_OK};
 use crate::regs::vfio::*;
 
 /// Errors of the vfio-user front end.
@@ -68,8 +67,18 @@ pub enum Error {
     Thread(String),
 }
 
+impl From<ServerError> for Error {
+    fn from(e: ServerError) -> Self {
+        match e {
+            ServerError::Listen(p, m) => Error::Listen(p, m),
+            ServerError::Backend(e) => Error::Device(e),
+            e @ ServerError::Io(..) => Error::Thread(e.to_string()),
+        }
+    }
+}
+
 fn einval(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg.into())
+    refuse(libc::EINVAL, msg)
 }
 
 // ----------------------------------------------------------------------
@@ -140,16 +149,24 @@ impl Drop for FdWatcher {
 }
 
 // ----------------------------------------------------------------------
-// The ServerBackend
+// The backend
 // ----------------------------------------------------------------------
+
+/// One DMA window the client mapped.
+struct DmaEntry {
+    address: u64,
+    size: u64,
+    /// None: mapped without an fd (not reachable; kept so that its unmap
+    /// matches).
+    mapping: Option<GuestMapping>,
+}
 
 /// One client's view of the function.
 pub struct Backend {
     func: PciFunction,
-    /// Held while a message is handled, so shutdown can wait for it.
-    busy: Arc<Mutex<()>>,
     /// Counted in `connections` yet.
     counted: bool,
+    dma: Vec<DmaEntry>,
     intx_unmask: Option<FdWatcher>,
     intx_mask: Option<FdWatcher>,
     /// The client's error eventfd (VFIO_PCI_ERR_IRQ_INDEX). Held, never
@@ -160,11 +177,11 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(func: PciFunction, busy: Arc<Mutex<()>>) -> Self {
+    pub fn new(func: PciFunction) -> Self {
         Backend {
             func,
-            busy,
             counted: false,
+            dma: Vec::new(),
             intx_unmask: None,
             intx_mask: None,
             _err_eventfd: None,
@@ -200,8 +217,8 @@ impl Backend {
         }
     }
 
-    /// Accesses must lie inside the region: a huge count from a confused
-    /// client is refused before its buffer is touched.
+    /// Accesses must lie inside the region (the session checks this too;
+    /// the adapter does not rely on it).
     fn check_access(&self, region: u32, offset: u64, len: usize) -> io::Result<()> {
         let size = self.region_size(region);
         match offset.checked_add(len as u64) {
@@ -210,6 +227,49 @@ impl Backend {
                 "region {region}: access of {len} bytes at {offset:#x} outside its {size:#x} bytes"
             ))),
         }
+    }
+
+    /// A guest mapping broke under the device (its file shrank, or the
+    /// device wrote a read-only region): the fault was contained, the
+    /// bytes the device saw or wrote are scratch. "The device SHOULD set
+    /// DEVICE_NEEDS_RESET when it enters an error state that a reset is
+    /// needed" — and again after each re-initialisation while the client
+    /// keeps the broken mapping.
+    ///
+    /// The queue threads make the same check after each round (a contained
+    /// fault breaks their ring, which raises DEVICE_NEEDS_RESET with a
+    /// configuration interrupt); this one covers accesses from this thread
+    /// and names the mapping.
+    fn check_guest_memory(&mut self) {
+        let status = self.func.status();
+        if status & DRIVER_OK == 0 || status & DEVICE_NEEDS_RESET != 0 {
+            return;
+        }
+        let broken = self.dma.iter().find_map(|e| {
+            let m = e.mapping.as_ref()?;
+            let f = m.faults();
+            (!f.none()).then(|| format!("guest memory {:#x}+{:#x}: {f}", e.address, e.size))
+        });
+        if let Some(why) = broken {
+            self.func.needs_reset(&why);
+        }
+    }
+
+    /// Replace the guest memory with `f(current)`.
+    fn update_memory(
+        &self,
+        f: impl FnOnce(&GuestMemoryMmap) -> io::Result<GuestMemoryMmap>,
+    ) -> io::Result<()> {
+        let atomic = self.func.memory().clone();
+        let guard = atomic
+            .lock()
+            .map_err(|_| io::Error::other("guest memory lock poisoned"))?;
+        let current = atomic.memory();
+        let new = f(&current)?;
+        guard.replace(new);
+        // `current` (the old snapshot) drops here, before the caller drops
+        // any GuestMapping: its region is then no longer referenced.
+        Ok(())
     }
 
     fn watch_intx(&self, fd: File, unmask: bool) -> io::Result<FdWatcher> {
@@ -298,12 +358,54 @@ impl Backend {
     }
 }
 
-impl ServerBackend for Backend {
+impl vblk_vfio_user::Backend for Backend {
+    fn device_info(&self) -> DeviceInfo {
+        DeviceInfo {
+            flags: DEVICE_FLAGS_PCI | DEVICE_FLAGS_RESET,
+            num_regions: NUM_REGIONS,
+            num_irqs: IRQ_REQ + 1,
+        }
+    }
+
+    fn region_info(&self, index: u32) -> Option<RegionInfo> {
+        if index >= NUM_REGIONS {
+            return None;
+        }
+        let size = self.region_size(index);
+        Some(RegionInfo {
+            flags: if size > 0 {
+                REGION_FLAG_READ | REGION_FLAG_WRITE
+            } else {
+                0
+            },
+            size,
+        })
+    }
+
+    fn irq_info(&self, index: u32) -> Option<IrqInfo> {
+        let (flags, count) = match index {
+            IRQ_INTX => (
+                IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE | IRQ_INFO_AUTOMASKED,
+                1,
+            ),
+            IRQ_MSI => (IRQ_INFO_EVENTFD, 0),
+            IRQ_MSIX => (
+                IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE,
+                self.func.msix_layout().vectors as u32,
+            ),
+            IRQ_ERR => (IRQ_INFO_EVENTFD, 1),
+            IRQ_REQ => (IRQ_INFO_EVENTFD, 0),
+            _ => return None,
+        };
+        Some(IrqInfo { flags, count })
+    }
+
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        let busy = self.busy.clone();
-        let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
         self.check_access(region, offset, data.len())?;
+        if data.is_empty() {
+            return Ok(()); // nothing to read (and no read side effect, e.g. ISR)
+        }
         match region {
             REGION_CONFIG => self.func.config_read(offset, data),
             _ => self.func.bar_read(region as usize, offset, data),
@@ -312,14 +414,17 @@ impl ServerBackend for Backend {
     }
 
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
-        let busy = self.busy.clone();
-        let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
         self.check_access(region, offset, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
         match region {
             REGION_CONFIG => self.func.config_write(offset, data),
             _ => self.func.bar_write(region as usize, offset, data),
         }
+        // A kick may have run into a broken guest mapping.
+        self.check_guest_memory();
         Ok(())
     }
 
@@ -331,14 +436,31 @@ impl ServerBackend for Backend {
         size: u64,
         fd: Option<File>,
     ) -> io::Result<()> {
-        let busy = self.busy.clone();
-        let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
+        let end = address
+            .checked_add(size)
+            .filter(|_| size > 0)
+            .ok_or_else(|| einval("DMA region empty or wrapping"))?;
+        // "A command to map over an existing region must be failed by the
+        // server with EEXIST set in error field in the reply."
+        if let Some(e) = self
+            .dma
+            .iter()
+            .find(|e| address < e.address.saturating_add(e.size) && e.address < end)
+        {
+            return Err(refuse(
+                libc::EEXIST,
+                format!(
+                    "DMA region {address:#x}+{size:#x} overlaps {:#x}+{:#x}",
+                    e.address, e.size
+                ),
+            ));
+        }
         let Some(fd) = fd else {
             // Without a file descriptor the memory is only reachable through
-            // DMA_READ/WRITE messages, which the crate does not offer. QEMU
-            // maps its ROMs this way; guest RAM must come from a shared
-            // memory backend.
+            // DMA_READ/WRITE messages, which we do not use. QEMU maps its
+            // ROMs this way; guest RAM must come from a shared memory
+            // backend.
             let msg =
                 format!("vfio-user: DMA region {address:#x}+{size:#x} has no fd; not reachable");
             if size >= 16 << 20 {
@@ -346,70 +468,84 @@ impl ServerBackend for Backend {
             } else {
                 log::debug!("{msg}");
             }
+            self.dma.push(DmaEntry {
+                address,
+                size,
+                mapping: None,
+            });
             return Ok(());
         };
-        if size == 0 {
-            return Ok(());
-        }
-        let len = usize::try_from(size).map_err(|_| einval("DMA region too large"))?;
-        address
-            .checked_add(size - 1)
-            .ok_or_else(|| einval("DMA region wraps"))?;
-        // A region the device may only read is mapped private: a write from a
-        // misbehaving driver then lands in a private copy instead of
-        // faulting on a read-only mapping.
-        let map_flags = if flags.contains(DmaMapFlags::WRITE) {
-            libc::MAP_SHARED
-        } else {
-            libc::MAP_PRIVATE
-        };
-        let region = MmapRegion::build(
-            Some(FileOffset::new(fd, offset)),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            map_flags,
-        )
-        .map_err(|e| io::Error::other(format!("mmap of DMA region {address:#x}+{size:#x}: {e}")))?;
-        let region = GuestRegionMmap::new(region, GuestAddress(address))
-            .ok_or_else(|| einval("DMA region wraps"))?;
-        let atomic = self.func.memory().clone();
-        let guard = atomic
-            .lock()
-            .map_err(|_| io::Error::other("guest memory lock poisoned"))?;
-        let current = atomic.memory();
-        let new = current
-            .insert_region(Arc::new(region))
-            .map_err(|e| einval(format!("DMA region {address:#x}+{size:#x}: {e}")))?;
-        guard.replace(new);
-        log::debug!("vfio-user: mapped guest memory {address:#x}+{size:#x}");
+        // Read-only regions are mapped MAP_SHARED + PROT_READ: the device
+        // sees the client's current bytes and can never write them (a
+        // device write is a contained fault; see check_guest_memory).
+        let writable = flags.contains(DmaMapFlags::WRITE);
+        let mapping = map_guest_region(fd, offset, size, GuestAddress(address), writable)
+            .map_err(|e| refuse(e.errno(), format!("DMA region {address:#x}+{size:#x}: {e}")))?;
+        let region = mapping.region();
+        self.update_memory(|cur| {
+            cur.insert_region(region).map_err(|e| {
+                refuse(
+                    libc::EEXIST,
+                    format!("DMA region {address:#x}+{size:#x}: {e}"),
+                )
+            })
+        })?;
+        log::debug!(
+            "vfio-user: mapped guest memory {address:#x}+{size:#x}{}{}",
+            if writable { "" } else { " read-only" },
+            if mapping.sealed() {
+                ""
+            } else {
+                " (fd not sealed)"
+            }
+        );
+        self.dma.push(DmaEntry {
+            address,
+            size,
+            mapping: Some(mapping),
+        });
         Ok(())
     }
 
     fn dma_unmap(&mut self, flags: DmaUnmapFlags, address: u64, size: u64) -> io::Result<()> {
-        let busy = self.busy.clone();
-        let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
-        let atomic = self.func.memory().clone();
-        let guard = atomic
-            .lock()
-            .map_err(|_| io::Error::other("guest memory lock poisoned"))?;
+        // "if the file descriptor is mapped then the server must release
+        // all references to that DMA region before replying, which
+        // potentially includes in-flight DMA transactions": the queue
+        // threads finish their I/O, drop their memory snapshot and wait
+        // until the memory table has changed.
+        let _paused = self.func.pause();
         if flags.contains(DmaUnmapFlags::UNMAP_ALL) {
-            guard.replace(GuestMemoryMmap::new());
+            self.update_memory(|_| Ok(GuestMemoryMmap::new()))?;
+            self.dma.clear(); // munmap, now that nothing references them
             return Ok(());
         }
-        let current = atomic.memory();
-        match current.remove_region(GuestAddress(address), size) {
-            Ok((new, _)) => guard.replace(new),
-            // Regions we did not map (no fd) are unmapped too.
-            Err(e) => log::debug!("vfio-user: unmap of {address:#x}+{size:#x}: {e}"),
+        // "The address and size of the DMA region being unmapped must match
+        // exactly a previous mapping."
+        let i = self
+            .dma
+            .iter()
+            .position(|e| e.address == address && e.size == size)
+            .ok_or_else(|| {
+                einval(format!(
+                    "DMA_UNMAP {address:#x}+{size:#x} does not match a mapping exactly"
+                ))
+            })?;
+        if self.dma.get(i).is_some_and(|e| e.mapping.is_some()) {
+            self.update_memory(|cur| {
+                cur.remove_region(GuestAddress(address), size)
+                    .map(|(new, _)| new)
+                    .map_err(|e| einval(format!("DMA_UNMAP {address:#x}+{size:#x}: {e}")))
+            })?;
         }
+        self.dma.remove(i); // munmap, now that nothing references it
         Ok(())
     }
 
     fn reset(&mut self) -> io::Result<()> {
-        let busy = self.busy.clone();
-        let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
+        // The function reset stops the queue threads (each finishes its
+        // in-flight requests) before queues, vectors and eventfds go.
         self.intx_unmask = None;
         self.intx_mask = None;
         self._err_eventfd = None;
@@ -425,8 +561,6 @@ impl ServerBackend for Backend {
         count: u32,
         fds: Vec<File>,
     ) -> io::Result<()> {
-        let busy = self.busy.clone();
-        let _busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         self.touch();
         let available = match index {
             IRQ_INTX | IRQ_ERR => 1,
@@ -450,164 +584,19 @@ impl ServerBackend for Backend {
             _ => Ok(()), // MSI and REQ have no vectors: only "disable" gets here
         }
     }
+
+    fn disconnected(&mut self) {
+        self.finish();
+    }
 }
 
 // ----------------------------------------------------------------------
 // The server
 // ----------------------------------------------------------------------
 
-fn region(index: u32, size: u64) -> ServerRegion {
-    ServerRegion {
-        region_info: vfio_region_info {
-            argsz: std::mem::size_of::<vfio_region_info>() as u32,
-            flags: if size > 0 {
-                REGION_FLAG_READ | REGION_FLAG_WRITE
-            } else {
-                0
-            },
-            index,
-            cap_offset: 0,
-            size,
-            offset: 0,
-        },
-        sparse_areas: Vec::new(),
-        mmap_fd: None,
-    }
-}
-
-/// The regions and irqs a client is told about.
-fn describe(func: &PciFunction) -> (Vec<ServerRegion>, Vec<IrqInfo>) {
-    let regions = (0..NUM_REGIONS)
-        .map(|i| match i {
-            REGION_BAR0..=REGION_BAR5 => region(i, func.bar_size(i as usize)),
-            REGION_CONFIG => region(i, CONFIG_SPACE_SIZE as u64),
-            _ => region(i, 0), // ROM, VGA
-        })
-        .collect();
-    let irq = |index, flags, count| IrqInfo {
-        index,
-        flags,
-        count,
-    };
-    let irqs = vec![
-        irq(
-            IRQ_INTX,
-            IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE | IRQ_INFO_AUTOMASKED,
-            1,
-        ),
-        irq(IRQ_MSI, IRQ_INFO_EVENTFD, 0),
-        irq(
-            IRQ_MSIX,
-            IRQ_INFO_EVENTFD | IRQ_INFO_NORESIZE,
-            func.msix_layout().vectors as u32,
-        ),
-        irq(IRQ_ERR, IRQ_INFO_EVENTFD, 1),
-        irq(IRQ_REQ, IRQ_INFO_EVENTFD, 0),
-    ];
-    (regions, irqs)
-}
-
-/// Bind the socket; a stale socket file from an earlier run is replaced, a
-/// live one is an error.
-fn listen(socket: &Path) -> Result<UnixListener, Error> {
-    let err = |e: String| Error::Listen(socket.to_path_buf(), e);
-    if socket.exists() {
-        if UnixStream::connect(socket).is_ok() {
-            return Err(err("another process is serving this socket".into()));
-        }
-        std::fs::remove_file(socket)
-            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
-    }
-    let l = UnixListener::bind(socket).map_err(|e| err(e.to_string()))?;
-    l.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
-    Ok(l)
-}
-
-/// Wait up to `timeout` for a client to knock. False on timeout or signal.
-fn wait_readable(fd: i32, timeout: Duration) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
-    n > 0
-}
-
-/// The signal that interrupts the server thread's blocking `recvmsg` at
-/// shutdown: the `vfio_user` crate gives no other way to stop `run()` while
-/// a client is attached.
-fn wake_signal() -> libc::c_int {
-    libc::SIGRTMIN() + 7
-}
-
-extern "C" fn on_wake_signal(_: libc::c_int) {}
-
-/// Install a do-nothing handler for [`wake_signal`] without SA_RESTART, so
-/// that a blocked `recvmsg`/`poll` in the thread it is sent to returns
-/// EINTR. Once per process.
-fn install_wake_handler() -> io::Result<()> {
-    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
-    let r = INSTALLED.get_or_init(|| {
-        // SAFETY: an all-zero sigaction is a valid value to fill in.
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = on_wake_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        sa.sa_flags = 0;
-        // SAFETY: sa_mask is a sigset_t inside `sa`, which we own.
-        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-        // SAFETY: a valid sigaction for a real-time signal; the handler does
-        // nothing, so it is async-signal-safe.
-        if unsafe { libc::sigaction(wake_signal(), &sa, std::ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
-        }
-        Ok(())
-    });
-    r.map_err(io::Error::from_raw_os_error)
-}
-
-fn is_accept_error(
-    r: &Result<Result<(), vfio_user::Error>, Box<dyn std::any::Any + Send>>,
-) -> bool {
-    matches!(r, Ok(Err(vfio_user::Error::SocketAccept(_))))
-}
-
-/// Accept clients one at a time until `shutdown`.
-fn accept_loop(
-    server: Server,
-    listen_fd: i32,
-    device: Arc<BlkDevice>,
-    shutdown: Arc<AtomicBool>,
-    busy: Arc<Mutex<()>>,
-) -> Result<(), Error> {
-    while !shutdown.load(Ordering::SeqCst) {
-        if !wait_readable(listen_fd, Duration::from_millis(100)) || shutdown.load(Ordering::SeqCst)
-        {
-            continue;
-        }
-        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        let func = PciFunction::new(device.clone(), mem).map_err(Error::Device)?;
-        let mut backend = Backend::new(func, busy.clone());
-        // The vfio_user crate can panic on malformed client messages; a bad
-        // client must not take the daemon down.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.run(&mut backend)));
-        if is_accept_error(&r) {
-            continue; // the client left between poll and accept
-        }
-        backend.finish();
-        drop(backend); // guest memory, queues and eventfds of this client
-        match r {
-            _ if shutdown.load(Ordering::SeqCst) => {
-                log::info!("vfio-user: shutting down; client connection closed")
-            }
-            Ok(Ok(())) => log::info!("vfio-user: client disconnected"),
-            Ok(Err(e)) => log::warn!("vfio-user: client connection ended: {e}"),
-            Err(_) => log::error!(
-                "vfio-user: the client sent a message that crashed its handler; dropped it"
-            ),
-        }
-    }
-    Ok(())
+/// What the server advertises and enforces (VERSION capabilities).
+pub fn limits() -> Limits {
+    Limits::default()
 }
 
 /// Serve `device` as a virtio-blk PCI function on a vfio-user socket until
@@ -615,55 +604,47 @@ fn accept_loop(
 /// disconnects its guest memory, queues and eventfds are dropped and the
 /// next client is accepted with a fresh function. A client still attached
 /// at shutdown is disconnected after the message in hand is handled (its
-/// requests complete inside it). The socket is removed on return.
+/// requests complete inside it): the server thread waits on a stop eventfd
+/// next to every socket wait. The socket is removed on return.
 pub fn serve(
     device: Arc<BlkDevice>,
     socket: &Path,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), Error> {
-    let probe = PciFunction::new(
-        device.clone(),
-        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
-    )
-    .map_err(Error::Device)?;
-    let (regions, irqs) = describe(&probe);
-    drop(probe);
-    install_wake_handler().map_err(|e| Error::Thread(format!("signal handler: {e}")))?;
-    let listener = listen(socket)?;
-    let listen_fd = listener.as_raw_fd();
-    // Our listener (non-blocking, polled) instead of Server::new's, so
-    // that waiting for a client can be interrupted.
-    let server = Server::from_owned_fd(OwnedFd::from(listener), true, irqs, regions);
+    // Fail early on a device the function cannot serve.
+    drop(
+        PciFunction::new(
+            device.clone(),
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .map_err(Error::Device)?,
+    );
+    let listener = bind_socket(socket)?;
+    let server = Server::new(listener, limits())?;
+    let stopper = server.stopper();
     log::info!(
         "vfio-user: serving a virtio-blk PCI function on {}",
         socket.display()
     );
-    let busy = Arc::new(Mutex::new(()));
-    let thread = {
-        let (device, shutdown, busy) = (device.clone(), shutdown.clone(), busy.clone());
-        std::thread::Builder::new()
-            .name("vfio-user".into())
-            .spawn(move || accept_loop(server, listen_fd, device, shutdown, busy))
-            .map_err(|e| Error::Thread(e.to_string()))?
-    };
+    let thread: JoinHandle<Result<(), ServerError>> = std::thread::Builder::new()
+        .name("vfio-user".into())
+        .spawn(move || {
+            server.run(|| {
+                let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+                PciFunction::new(device.clone(), mem).map(Backend::new)
+            })
+        })
+        .map_err(|e| Error::Thread(e.to_string()))?;
     while !thread.is_finished() {
         if shutdown.load(Ordering::SeqCst) {
-            // Between two messages (we hold `busy`), interrupt the thread's
-            // blocking receive. Repeated until it has left: a signal that
-            // lands outside a blocking call is simply lost.
-            let _held = busy.lock().unwrap_or_else(|e| e.into_inner());
-            if !thread.is_finished() {
-                // SAFETY: the thread is not joined yet, so its pthread_t is
-                // valid; the signal's handler does nothing.
-                unsafe { libc::pthread_kill(thread.as_pthread_t(), wake_signal()) };
-            }
+            stopper.stop();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let r = thread
         .join()
         .map_err(|_| Error::Thread("panicked".into()))
-        .and_then(|r| r);
+        .and_then(|r| r.map_err(Error::from));
     let _ = std::fs::remove_file(socket);
     r
 }

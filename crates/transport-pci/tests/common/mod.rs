@@ -12,7 +12,7 @@ use std::sync::Arc;
 use vblk_transport_pci::regs::{common, layout::*, legacy, msix, status::*};
 use vblk_transport_pci::vfio::Backend;
 use vblk_transport_pci::PciFunction;
-use vfio_user::ServerBackend;
+use vblk_vfio_user::Backend as _;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 pub const CONFIG_REGION: u32 = 7;
@@ -244,6 +244,20 @@ impl Ring {
     }
 }
 
+/// Wait (up to 5 s) until the status byte at `at` is no longer the
+/// placeholder `Ring::request` put there (requests complete on the queue
+/// threads, after the kick's reply).
+pub fn wait_status(mem: &GuestMemoryMmap, at: u64) -> u8 {
+    let t = std::time::Instant::now();
+    loop {
+        let s = status_byte(mem, at);
+        if s != 0xee || t.elapsed() > std::time::Duration::from_secs(5) {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 pub fn status_byte(mem: &GuestMemoryMmap, at: u64) -> u8 {
     mem.read_obj(GuestAddress(at)).unwrap()
 }
@@ -292,6 +306,14 @@ pub fn enable_msix(r: &mut impl Regs) {
 /// its rings at `ring`, MSI-X vectors config=0, queue 0=1 when `msix`.
 /// Returns the notify address of queue 0 in BAR4.
 pub fn modern_probe(r: &mut impl Regs, ring: &Ring, msix: bool) -> u64 {
+    let (notify, status, driver_ok) = modern_probe_status(r, ring, msix);
+    assert_eq!(status, driver_ok);
+    notify
+}
+
+/// [`modern_probe`] without the final status check: returns (notify
+/// address, the status read back after DRIVER_OK, the status written).
+pub fn modern_probe_status(r: &mut impl Regs, ring: &Ring, msix: bool) -> (u64, u64, u64) {
     let (_, caps) = walk_caps(r);
     let find = |t: u8| *caps.iter().find(|c| c.0 == t).expect("virtio capability");
     let common_at = u64::from(find(1).2);
@@ -348,8 +370,8 @@ pub fn modern_probe(r: &mut impl Regs, ring: &Ring, msix: bool) -> u64 {
     r.bar_wr(bar, c(common::QUEUE_ENABLE), 2, 1);
     let s = s | u64::from(DRIVER_OK);
     r.bar_wr(bar, c(common::DEVICE_STATUS), 1, s);
-    assert_eq!(r.bar_rd(bar, c(common::DEVICE_STATUS), 1), s);
-    u64::from(notify.2) + off * u64::from(notify.4)
+    let got = r.bar_rd(bar, c(common::DEVICE_STATUS), 1);
+    (u64::from(notify.2) + off * u64::from(notify.4), got, s)
 }
 
 /// Linux's legacy probe (virtio_pci_legacy, force_legacy=1) of queue 0 at
