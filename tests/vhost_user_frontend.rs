@@ -644,6 +644,12 @@ fn memory_regions_past_their_file_are_refused_and_the_daemon_lives() {
     let _ = fe.set_mem_table(&[region(0, 4096, u64::MAX - 4095, small.as_raw_fd())]);
     let _ = fe.get_features();
     drop(fe);
+    // GET_VRING_BASE of a queue that does not exist: no answer can be
+    // given, so the connection is dropped; the daemon lives on.
+    let g = Guest::connect(&sock);
+    assert!(g.fe.get_vring_base(7).is_err());
+    drop(g);
+    assert!(daemon.alive());
     // And a plain front end is served afterwards.
     let mut g = Guest::connect(&sock);
     assert_eq!(get_id(&mut g), 21);
@@ -924,4 +930,47 @@ fn a_stalled_front_end_does_not_hold_the_shutdown() {
     let st = d.terminate().expect("a stalled front end blocked SIGTERM");
     assert!(st.success(), "{st}");
     drop(s);
+}
+
+#[test]
+fn a_front_end_that_truncates_guest_memory_does_not_kill_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let ctl = dir.path().join("fe.ctl");
+    let (mut daemon, sock) = start(dir.path(), &img, &["--control", ctl.to_str().unwrap()]);
+    // Guest memory is an unsealed memfd: the front end can shrink it under
+    // the daemon's mapping.
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21);
+    g.header(HDR, 8, 0);
+    // Cut the file below DATA and STATUS (the rings and HDR stay); from
+    // here on this test touches nothing past 0x20000 itself.
+    // SAFETY: ftruncate on our own memfd.
+    assert_eq!(unsafe { libc::ftruncate(g.fd, 0x20000) }, 0);
+    g.publish_raw(
+        &[
+            (HDR, 16, F_NEXT, 1),
+            (DATA, 20, F_WRITE | F_NEXT, 2),
+            (STATUS, 1, F_WRITE, 0),
+        ],
+        None,
+    );
+    // The write of the ID and status faults in the daemon: contained, the
+    // ring is broken, the daemon lives.
+    let _ = g.wait_used_for(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(daemon.alive(), "a truncated memfd killed the daemon");
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["stats", "--json", "--socket"])
+        .arg(&ctl)
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["device"]["needs_reset"], 1, "{stats}");
+    drop(g);
+    // The next front end is served.
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21);
+    drop(g);
+    assert!(daemon.alive());
 }

@@ -4,14 +4,9 @@
 //! addresses.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::io::AsRawFd;
-use std::sync::Arc;
 
-use vm_memory::{
-    FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, GuestUsize, MmapRegion,
-};
+use vblk_memory::{map_guest_region, GuestMapping, MapError};
+use vm_memory::{GuestAddress, GuestMemoryMmap, GuestUsize};
 
 /// Most regions the table holds (`VHOST_USER_GET_MAX_MEM_SLOTS`). The same
 /// figure as libvhost-user's `VHOST_USER_MAX_RAM_SLOTS` (the x86 KVM limit).
@@ -24,15 +19,6 @@ pub enum MemoryError {
     Empty,
     #[error("memory region {0:#x}+{1:#x}: address or offset arithmetic overflows")]
     Overflow(u64, u64),
-    #[error("memory region at guest address {gpa:#x}: mmap offset {offset:#x} + size {size:#x} lies past the end of its file ({file_size:#x} bytes)")]
-    PastEof {
-        gpa: u64,
-        offset: u64,
-        size: u64,
-        file_size: u64,
-    },
-    #[error("memory region at guest address {0:#x}: its fd is {1}, not a memory file")]
-    NotAFile(u64, &'static str),
     #[error("memory region at guest address {0:#x}: mmap offset {1:#x} is not page aligned")]
     Unaligned(u64, u64),
     #[error("memory region at guest address {0:#x} overlaps another region")]
@@ -41,10 +27,8 @@ pub enum MemoryError {
     TooMany,
     #[error("no memory region matches guest address {0:#x} size {1:#x}")]
     NoSuchRegion(u64, u64),
-    #[error("fstat of a memory region fd failed: {0}")]
-    Stat(io::Error),
-    #[error("mapping a memory region failed: {0}")]
-    Map(String),
+    #[error("memory region at guest address {0:#x}: {1}")]
+    Map(u64, MapError),
 }
 
 /// One region as the front end described it.
@@ -56,11 +40,12 @@ pub struct RegionDesc {
     pub mmap_offset: u64,
 }
 
-/// A mapped region.
+/// A mapped region, registered with the process-wide fault containment
+/// (`vblk_memory`): unregistered when the last user of its mapping is gone.
 #[derive(Debug)]
 pub struct Mapped {
     pub desc: RegionDesc,
-    region: Arc<GuestRegionMmap>,
+    mapping: GuestMapping,
 }
 
 /// The current memory table.
@@ -76,24 +61,17 @@ fn page_size() -> u64 {
     u64::try_from(p).ok().filter(|p| *p > 0).unwrap_or(4096)
 }
 
-/// The seals of `file` (`F_GET_SEALS`), or 0 when it cannot be sealed.
-fn seals(file: &File) -> i32 {
-    // SAFETY: fcntl on a descriptor we own; F_GET_SEALS takes no argument.
-    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
-    r.max(0)
-}
-
 /// Check `desc` against `file` and map it.
 ///
 /// "Exactly one file descriptor from which the memory is mapped is passed
 /// in the ancillary data" (vhost-user.rst, `VHOST_USER_ADD_MEM_REG`). The
 /// front end is not trusted: a region whose `mmap offset + size` lies past
 /// the end of the file would map pages that raise SIGBUS when touched, so
-/// it is refused here, before anything is mapped.
-// TODO(sigbus-guard): register the mapping with the shared SIGBUS guard
-// (`map_guest_region`) once it exists, so a file shrunk after this check
-// (possible when F_SEAL_SHRINK is not set) breaks the mapping instead of
-// killing the daemon.
+/// `map_guest_region` refuses it (`fstat`) before anything is mapped. A
+/// file that is not sealed against shrinking (`F_SEAL_SHRINK`; QEMU's
+/// memfd backends seal it) can still be truncated later: that fault is
+/// contained by `vblk_memory` (a zero page over the faulting page) and the
+/// device core breaks the ring that touched it.
 pub fn map_region(desc: RegionDesc, file: File) -> Result<Mapped, MemoryError> {
     let RegionDesc {
         guest_phys_addr: gpa,
@@ -104,54 +82,25 @@ pub fn map_region(desc: RegionDesc, file: File) -> Result<Mapped, MemoryError> {
     if size == 0 {
         return Err(MemoryError::Empty);
     }
-    let end = offset
-        .checked_add(size)
-        .filter(|_| gpa.checked_add(size).is_some() && uaddr.checked_add(size).is_some())
-        .ok_or(MemoryError::Overflow(gpa, size))?;
-    let len = usize::try_from(size).map_err(|_| MemoryError::Overflow(gpa, size))?;
+    if offset.checked_add(size).is_none()
+        || gpa.checked_add(size).is_none()
+        || uaddr.checked_add(size).is_none()
+    {
+        return Err(MemoryError::Overflow(gpa, size));
+    }
     if !offset.is_multiple_of(page_size()) {
         return Err(MemoryError::Unaligned(gpa, offset));
     }
-    let md = file.metadata().map_err(MemoryError::Stat)?;
-    let ft = md.file_type();
-    if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(MemoryError::NotAFile(gpa, what));
-    }
-    if end > md.len() {
-        return Err(MemoryError::PastEof {
-            gpa,
-            offset,
-            size,
-            file_size: md.len(),
-        });
-    }
-    let s = seals(&file);
-    if s & libc::F_SEAL_SHRINK != 0 {
+    let mapping = map_guest_region(file, offset, size, GuestAddress(gpa), true)
+        .map_err(|e| MemoryError::Map(gpa, e))?;
+    if mapping.sealed() {
         log::debug!("memory region {gpa:#x}+{size:#x}: fd sealed against shrinking");
     } else {
         log::info!(
-            "memory region {gpa:#x}+{size:#x}: fd not sealed against shrinking (seals {s:#x}); a front end that truncates it can fault the daemon"
+            "memory region {gpa:#x}+{size:#x}: fd not sealed against shrinking; a truncation by the front end is contained and breaks the ring"
         );
     }
-    let mapping = MmapRegion::from_file(FileOffset::new(file, offset), len)
-        .map_err(|e| MemoryError::Map(e.to_string()))?;
-    let region =
-        GuestRegionMmap::new(mapping, GuestAddress(gpa)).ok_or(MemoryError::Overflow(gpa, size))?;
-    Ok(Mapped {
-        desc,
-        region: Arc::new(region),
-    })
+    Ok(Mapped { desc, mapping })
 }
 
 fn overlaps(a_start: u64, a_len: u64, b_start: u64, b_len: u64) -> bool {
@@ -244,7 +193,7 @@ impl MemTable {
         if self.regions.is_empty() {
             return GuestMemoryMmap::new();
         }
-        let arcs = self.regions.iter().map(|r| r.region.clone()).collect();
+        let arcs = self.regions.iter().map(|r| r.mapping.region()).collect();
         // Sorted and non-overlapping by construction.
         GuestMemoryMmap::from_arc_regions(arcs).unwrap_or_else(|e| {
             log::error!("memory table inconsistent: {e}");
@@ -304,9 +253,15 @@ mod tests {
     #[test]
     fn region_past_eof_is_refused_before_mapping() {
         let e = map_region(desc(0, 0x3000, 0x10000, 0), memfd(0x2000)).unwrap_err();
-        assert!(matches!(e, MemoryError::PastEof { .. }), "{e}");
+        assert!(
+            matches!(e, MemoryError::Map(_, MapError::PastEof { .. })),
+            "{e}"
+        );
         let e = map_region(desc(0, 0x2000, 0x10000, 0x1000), memfd(0x2000)).unwrap_err();
-        assert!(matches!(e, MemoryError::PastEof { .. }), "{e}");
+        assert!(
+            matches!(e, MemoryError::Map(_, MapError::PastEof { .. })),
+            "{e}"
+        );
         let e = map_region(desc(0, 0x1000, 0, u64::MAX - 0x800), memfd(0x2000)).unwrap_err();
         assert!(matches!(e, MemoryError::Overflow(..)), "{e}");
         let e = map_region(desc(0, 0x1000, 0, 0x800), memfd(0x2000)).unwrap_err();
@@ -321,7 +276,10 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let f = File::from(std::os::fd::OwnedFd::from(a));
         let e = map_region(desc(0, 0x1000, 0, 0), f).unwrap_err();
-        assert!(matches!(e, MemoryError::NotAFile(..)), "{e}");
+        assert!(
+            matches!(e, MemoryError::Map(_, MapError::NotRegular(_))),
+            "{e}"
+        );
     }
 
     #[test]
