@@ -818,6 +818,7 @@ fn fifty_connections_leave_no_descriptor_behind() {
     }
     settle(52);
     let after = daemon.fds();
+    eprintln!("daemon fds: {before} after 2 connections, {after} after 52");
     assert_eq!(
         after, before,
         "fds: {before} before 50 connections, {after} after"

@@ -376,7 +376,7 @@ impl Conn {
         let v = &self.vrings[usize::from(i)];
         let err_fd = v.err.clone();
         let on_broken: Box<dyn Fn(&QueueError) + Send> = Box::new(move |e: &QueueError| {
-            log::error!("{e}; queue {i} stops until the front end restarts it");
+            log::warn!("queue {i}: broken ({e}); served again once the front end restarts it");
             stats::inc(&stats.device.needs_reset);
             if let Some(fd) = err_fd.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 let _ = fd.write(1);
@@ -614,6 +614,10 @@ impl VhostUserBackendReqHandlerMut for Conn {
         let Some(i) = self.queue_index(u32::from(index)) else {
             return self.refuse("SET_VRING_KICK", format!("no queue {index}"));
         };
+        // "Bit 8 is the invalid FD flag. This flag is set when there is no
+        // file descriptor in the ancillary data. This signals that polling
+        // should be used instead of waiting for the kick." (the vhost crate
+        // decodes it: `fd` is None then).
         let kick = match fd.map(into_eventfd).transpose() {
             Ok(k) => k.map(Arc::new),
             Err(e) => return self.refuse("SET_VRING_KICK", e),
@@ -891,5 +895,55 @@ impl VhostUserBackendReqHandlerMut for Conn {
 
     fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> VuResult<()> {
         self.fatal("SET_LOG_BASE", "not supported")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_slot_signals_the_current_eventfd_and_can_be_swapped() {
+        let stats = Arc::new(stats::Stats::new(2));
+        let slot = CallSlot {
+            index: 1,
+            fd: RwLock::new(None),
+            stats: stats.clone(),
+        };
+        // No call fd: polling, nothing to do.
+        slot.trigger(InterruptKind::Queue(1)).unwrap();
+        let a = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let b = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        *slot.fd.write().unwrap() = Some(a.try_clone().unwrap());
+        slot.trigger(InterruptKind::Queue(1)).unwrap();
+        // Another queue's or a config interrupt does not touch this fd.
+        slot.trigger(InterruptKind::Queue(0)).unwrap();
+        slot.trigger(InterruptKind::Config).unwrap();
+        assert_eq!(a.read().unwrap(), 1);
+        *slot.fd.write().unwrap() = Some(b.try_clone().unwrap());
+        slot.trigger(InterruptKind::Queue(1)).unwrap();
+        assert_eq!(b.read().unwrap(), 1);
+        assert!(a.read().is_err(), "the old call fd was signalled");
+        assert_eq!(
+            stats
+                .queue(1)
+                .eventfd_signals
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
+    #[test]
+    fn only_eventfds_are_taken_as_kick_or_call() {
+        let f = tempfile::tempfile().unwrap();
+        assert!(into_eventfd(f).is_err());
+        let (s, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(into_eventfd(File::from(std::os::fd::OwnedFd::from(s))).is_err());
+        let e = EventFd::new(0).unwrap();
+        // SAFETY: dup of our own eventfd; the File owns the new descriptor.
+        let dup = unsafe { File::from_raw_fd(libc::dup(e.as_raw_fd())) };
+        let e2 = into_eventfd(dup).unwrap();
+        e2.write(3).unwrap();
+        assert_eq!(e.read().unwrap(), 3);
     }
 }
