@@ -7,11 +7,11 @@
 //! vblk with qemu-storage-daemon.
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -81,9 +81,9 @@ struct ServeArgs {
     /// Number of virtqueues (one worker thread each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     num_queues: u16,
-    /// Maximum virtqueue size.
-    #[arg(long, default_value_t = 256, value_parser = parse_queue_size)]
-    queue_size: u16,
+    /// Maximum virtqueue size (default: 1024 over vhost-user, as qemu-storage-daemon; 256 over vfio-user).
+    #[arg(long, value_parser = parse_queue_size)]
+    queue_size: Option<u16>,
     /// Serial number returned by GET_ID (at most 20 bytes; default derived from the image).
     #[arg(long)]
     serial: Option<String>,
@@ -135,6 +135,13 @@ struct BenchArgs {
     #[arg(long)]
     fail_on_collapse: bool,
 }
+
+/// Default largest virtqueue over vhost-user: front ends choose the size
+/// (libblkio asks for what it is told, QEMU's `queue-size`), and
+/// qemu-storage-daemon accepts up to 1024.
+const VHOST_USER_QUEUE_SIZE: u16 = 1024;
+/// Default largest virtqueue of the PCI function (QueueNumMax).
+const VFIO_USER_QUEUE_SIZE: u16 = 256;
 
 fn parse_lbs(s: &str) -> Result<u32, String> {
     match s {
@@ -197,21 +204,20 @@ fn open_backend(a: &ServeArgs) -> Result<Arc<dyn Backend>, String> {
     Ok(Arc::new(b))
 }
 
-/// Serve the counters: each connection gets one JSON document.
-fn start_control(path: &Path, stats: Arc<Stats>) -> Result<(), String> {
-    if path.exists() {
-        // A stale socket from a previous run; a live one would refuse removal semantics,
-        // so check that nobody answers first.
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "{}: another daemon is answering on this control socket",
-                path.display()
-            ));
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
+/// Serve the counters: each connection gets one JSON document. The path is
+/// taken like the vhost-user socket's: only a stale socket is replaced. The
+/// returned socket removes its file when dropped, if the file is still ours.
+fn start_control(
+    path: &Path,
+    stats: Arc<Stats>,
+) -> Result<vblk_transport_vhost_user::socket::BoundSocket, String> {
+    let bound = vblk_transport_vhost_user::socket::BoundSocket::bind(path)
+        .map_err(|e| format!("--control: {e}"))?;
+    let listener = bound
+        .listener()
+        .try_clone()
+        .and_then(|l| l.set_nonblocking(false).map(|()| l))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     std::thread::Builder::new()
         .name("vblk-control".into())
         .spawn(move || {
@@ -223,7 +229,7 @@ fn start_control(path: &Path, stats: Arc<Stats>) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
-    Ok(())
+    Ok(bound)
 }
 
 fn serve(a: ServeArgs) -> Result<(), String> {
@@ -233,7 +239,11 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     cfg.read_only = a.readonly || backend.read_only();
     cfg.discard = !a.no_discard && backend.supports_discard();
     cfg.num_queues = a.num_queues;
-    cfg.queue_size = a.queue_size;
+    cfg.queue_size = a.queue_size.unwrap_or(if a.vhost_user.is_some() {
+        VHOST_USER_QUEUE_SIZE
+    } else {
+        VFIO_USER_QUEUE_SIZE
+    });
     cfg.logical_block_size = a.logical_block_size;
     if capacity % u64::from(a.logical_block_size) != 0 {
         return Err(format!(
@@ -254,22 +264,23 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         if cfg.read_only { ", read-only" } else { "" }
     );
     let device = Arc::new(BlkDevice::new(cfg, backend.clone()));
-    if let Some(c) = &a.control {
-        start_control(c, device.stats().clone())?;
-    }
+    let control = match &a.control {
+        Some(c) => Some(start_control(c, device.stats().clone())?),
+        None => None,
+    };
 
     let shutdown = Arc::new(AtomicBool::new(false));
-    let vu_handle: Arc<Mutex<Option<vhost_user_backend_handle::Handle>>> =
-        Arc::new(Mutex::new(None));
-    let socket = a
-        .vhost_user
-        .clone()
-        .or(a.vfio_user.clone())
-        .expect("clap requires one");
+    // The vhost-user server waits on this eventfd as well as on its socket:
+    // stopping never goes through the socket path (another daemon may own
+    // the path by then).
+    let vu_stop = Arc::new(
+        vblk_transport_vhost_user::StopSignal::new()
+            .map_err(|e| format!("cannot create the stop eventfd: {e}"))?,
+    );
+    let vfio_socket = a.vfio_user.clone();
     {
         let shutdown = shutdown.clone();
-        let vu_handle = vu_handle.clone();
-        let socket = socket.clone();
+        let vu_stop = vu_stop.clone();
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
@@ -281,10 +292,11 @@ fn serve(a: ServeArgs) -> Result<(), String> {
                 if let Some(sig) = signals.forever().next() {
                     log::info!("signal {sig}: finishing in-flight requests and shutting down");
                     shutdown.store(true, Ordering::SeqCst);
-                    if let Some(h) = vu_handle.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                        h.shutdown();
+                    vu_stop.stop();
+                    if let Some(s) = &vfio_socket {
+                        // The vfio-user server wakes from accept on a connection.
+                        let _ = UnixStream::connect(s);
                     }
-                    vblk_transport_vhost_user::wake(&socket);
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -295,24 +307,20 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             poll: Duration::from_micros(a.poll_us),
             threads: a.threads.unwrap_or(0),
         };
-        vblk_transport_vhost_user::serve(device.clone(), sock, opts, shutdown.clone(), vu_handle)
+        vblk_transport_vhost_user::serve(device.clone(), sock, opts, vu_stop)
             .map_err(|e| e.to_string())
+    } else if let Some(sock) = &a.vfio_user {
+        serve_vfio_user(device.clone(), sock, shutdown.clone())
     } else {
-        serve_vfio_user(device.clone(), &socket, shutdown.clone())
+        Err("one of --vhost-user and --vfio-user is required".to_string())
     };
     // Nothing lost: make every acknowledged write durable before exiting.
     if let Err(e) = backend.flush() {
         log::error!("final flush of {} failed: {e}", backend.describe());
         return Err(format!("final flush failed: {e}"));
     }
-    if let Some(c) = &a.control {
-        let _ = std::fs::remove_file(c);
-    }
+    drop(control);
     result
-}
-
-mod vhost_user_backend_handle {
-    pub type Handle = vblk_transport_vhost_user::ShutdownHandle;
 }
 
 fn serve_vfio_user(

@@ -450,3 +450,62 @@ fn every_engine_and_cache_mode_round_trips() {
         }
     }
 }
+
+#[test]
+fn queues_of_512_and_1024_entries_are_accepted() {
+    // qemu-storage-daemon accepts up to 1024; so does vblk by default.
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let d = Daemon::start(dir.path(), &img, &["--size", "4M"]);
+    for qs in [512, 1024] {
+        let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
+        b.set_str("path", d.sock.to_str().unwrap()).unwrap();
+        b.connect().unwrap();
+        b.set_i32("queue-size", qs).unwrap();
+        let mut out = b
+            .start()
+            .unwrap_or_else(|e| panic!("queue size {qs} refused: {}", e.message()));
+        let region = b.alloc_mem_region(1 << 20).unwrap();
+        b.map_mem_region(&region).unwrap();
+        let base = region.addr as *mut u8;
+        let q = &mut out.queues[0];
+        // More requests than the old 256-entry limit, in one batch.
+        let n = 300usize;
+        for i in 0..n {
+            // SAFETY: each 512-byte target lies inside the 1 MiB region.
+            q.read(
+                (i * 512) as u64,
+                unsafe { base.add(i * 512) },
+                512,
+                i,
+                ReqFlags::empty(),
+            );
+        }
+        let mut c: Vec<MaybeUninit<Completion>> = (0..n).map(|_| MaybeUninit::uninit()).collect();
+        let mut got = 0;
+        while got < n {
+            let mut t = Duration::from_secs(10);
+            let k = q.do_io(&mut c[got..], 1, Some(&mut t), None).unwrap();
+            assert!(k > 0, "queue size {qs}: reads did not complete");
+            for x in &c[got..got + k] {
+                // SAFETY: do_io initialised k completions.
+                assert_eq!(unsafe { x.assume_init_ref() }.ret, 0);
+            }
+            got += k;
+        }
+    }
+    assert!(d.stop().success());
+
+    // An explicit smaller maximum is enforced.
+    let d = Daemon::start(dir.path(), &img, &["--queue-size", "256"]);
+    let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
+    b.set_str("path", d.sock.to_str().unwrap()).unwrap();
+    b.connect().unwrap();
+    b.set_i32("queue-size", 512).unwrap();
+    assert!(
+        b.start().is_err(),
+        "a 512-entry queue passed --queue-size 256"
+    );
+    drop(b);
+    assert!(d.stop().success());
+}

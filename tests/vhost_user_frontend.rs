@@ -1,13 +1,21 @@
 //! A minimal, hand-driven vhost-user front end (rust-vmm `vhost` crate,
 //! frontend side) against `vblk serve`: it builds descriptor chains itself,
 //! so it can send what libblkio never would — GET_ID, malformed and hostile
-//! chains, broken rings — and check that vblk answers and keeps serving.
+//! chains, broken rings, memory regions past the end of their file, forged
+//! inflight regions — and check that vblk answers and keeps serving. It
+//! also checks the daemon's socket-path handling and that connections leave
+//! no file descriptor behind.
 
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
+use vhost::vhost_user::message::{
+    VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserInflight, VhostUserProtocolFeatures,
+};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vmm_sys_util::eventfd::EventFd;
@@ -30,28 +38,82 @@ struct Guest {
     _call: EventFd,
     avail_idx: u16,
     used_seen: u16,
+    /// GET_INFLIGHT_FD's answer, its file and our mapping of it.
+    inflight: Option<(VhostUserInflight, File, *mut u8)>,
+}
+
+/// A memfd of `len` bytes (sealable).
+fn memfd(len: u64) -> File {
+    // SAFETY: memfd_create with a valid C string; the fd is owned by the File.
+    let fd = unsafe { libc::memfd_create(c"guest".as_ptr(), libc::MFD_ALLOW_SEALING) };
+    assert!(fd >= 0);
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let f = unsafe { File::from_raw_fd(fd) };
+    f.set_len(len).unwrap();
+    f
+}
+
+/// Map `len` bytes of `fd` shared.
+fn map_shared(fd: i32, len: usize) -> *mut u8 {
+    // SAFETY: maps `len` bytes of a descriptor we own; checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p as *mut u8
+}
+
+/// How a test front end negotiates.
+#[derive(Clone, Copy)]
+struct Setup {
+    proto: VhostUserProtocolFeatures,
+    /// Ask for an inflight region (GET_INFLIGHT_FD + SET_INFLIGHT_FD).
+    inflight: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            proto: VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ,
+            inflight: false,
+        }
+    }
+}
+
+impl Setup {
+    /// REPLY_ACK on every message: refusals become errors here.
+    fn acked() -> Self {
+        Setup {
+            proto: VhostUserProtocolFeatures::CONFIG
+                | VhostUserProtocolFeatures::MQ
+                | VhostUserProtocolFeatures::REPLY_ACK
+                | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+                | VhostUserProtocolFeatures::INFLIGHT_SHMFD,
+            inflight: true,
+        }
+    }
 }
 
 impl Guest {
     fn connect(sock: &Path) -> Guest {
-        // SAFETY: memfd_create with a valid C string; the fd is owned by Guest.
-        let fd = unsafe { libc::memfd_create(c"guest".as_ptr(), 0) };
-        assert!(fd >= 0);
-        // SAFETY: fd is a fresh memfd.
-        assert_eq!(unsafe { libc::ftruncate(fd, MEM as i64) }, 0);
-        // SAFETY: maps MEM bytes of our memfd; checked against MAP_FAILED.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                MEM,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        let mut fe = Frontend::connect(sock, 1).expect("connect");
+        Self::connect_with(sock, Setup::default(), |_| {})
+    }
+
+    /// Connect and negotiate; `pre` runs after feature negotiation, before
+    /// the memory table is sent.
+    fn connect_with(sock: &Path, setup: Setup, pre: impl FnOnce(&mut Frontend)) -> Guest {
+        let file = memfd(MEM as u64);
+        let base = map_shared(file.as_raw_fd(), MEM);
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        // Room for hostile queue indices: the daemon, not this side, must refuse them.
+        let mut fe = Frontend::connect(sock, 64).expect("connect");
         fe.set_owner().unwrap();
         let features = fe.get_features().unwrap();
         assert!(features & (1 << 32) != 0, "VERSION_1 not offered");
@@ -65,11 +127,29 @@ impl Guest {
             VhostUserProtocolFeatures::MQ,
             VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS,
             VhostUserProtocolFeatures::REPLY_ACK,
+            VhostUserProtocolFeatures::INFLIGHT_SHMFD,
         ] {
             assert!(pf.contains(want), "protocol feature {want:?} not offered");
         }
-        fe.set_protocol_features(VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ)
-            .unwrap();
+        fe.set_protocol_features(setup.proto).unwrap();
+        if setup.proto.contains(VhostUserProtocolFeatures::REPLY_ACK) {
+            fe.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
+        }
+        let inflight = setup.inflight.then(|| {
+            let (info, file) = fe
+                .get_inflight_fd(&VhostUserInflight {
+                    mmap_size: 0,
+                    mmap_offset: 0,
+                    num_queues: 1,
+                    queue_size: QSIZE,
+                })
+                .expect("GET_INFLIGHT_FD");
+            fe.set_inflight_fd(&info, file.as_raw_fd())
+                .expect("SET_INFLIGHT_FD");
+            let p = map_shared(file.as_raw_fd(), info.mmap_size as usize);
+            (info, file, p)
+        });
+        pre(&mut fe);
         fe.set_mem_table(&[VhostUserMemoryRegionInfo {
             guest_phys_addr: 0,
             memory_size: MEM as u64,
@@ -78,35 +158,47 @@ impl Guest {
             mmap_handle: fd,
         }])
         .unwrap();
-        fe.set_vring_num(0, QSIZE).unwrap();
-        fe.set_vring_addr(
-            0,
-            &VringConfigData {
-                queue_max_size: QSIZE,
-                queue_size: QSIZE,
-                flags: 0,
-                desc_table_addr: base as u64 + DESC,
-                used_ring_addr: base as u64 + USED,
-                avail_ring_addr: base as u64 + AVAIL,
-                log_addr: None,
-            },
-        )
-        .unwrap();
-        fe.set_vring_base(0, 0).unwrap();
         let kick = EventFd::new(0).unwrap();
         let call = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        fe.set_vring_call(0, &call).unwrap();
-        fe.set_vring_kick(0, &kick).unwrap();
-        fe.set_vring_enable(0, true).unwrap();
-        Guest {
-            base: base as *mut u8,
+        let mut g = Guest {
+            base,
             fd,
             fe,
             kick,
             _call: call,
             avail_idx: 0,
             used_seen: 0,
-        }
+            inflight,
+        };
+        g.start_ring(0);
+        g
+    }
+
+    /// Configure and start ring 0 at avail index `base`.
+    fn start_ring(&mut self, base: u16) {
+        self.fe.set_vring_num(0, QSIZE).unwrap();
+        self.fe.set_vring_addr(0, &self.ring_config()).unwrap();
+        self.fe.set_vring_base(0, base).unwrap();
+        self.fe.set_vring_call(0, &self._call).unwrap();
+        self.fe.set_vring_kick(0, &self.kick).unwrap();
+        self.fe.set_vring_enable(0, true).unwrap();
+    }
+
+    /// Read a little-endian field of the inflight region.
+    fn inflight_get(&self, off: usize, len: usize) -> u64 {
+        let (info, _, p) = self.inflight.as_ref().expect("no inflight region");
+        assert!(off + len <= info.mmap_size as usize);
+        let mut b = [0u8; 8];
+        // SAFETY: in bounds of our mapping of the inflight memfd (checked above).
+        unsafe { std::ptr::copy_nonoverlapping(p.add(off), b.as_mut_ptr(), len) };
+        u64::from_le_bytes(b)
+    }
+
+    fn inflight_put(&self, off: usize, v: u64, len: usize) {
+        let (info, _, p) = self.inflight.as_ref().expect("no inflight region");
+        assert!(off + len <= info.mmap_size as usize);
+        // SAFETY: in bounds of our mapping of the inflight memfd (checked above).
+        unsafe { std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), p.add(off), len) };
     }
 
     fn ring_config(&self) -> VringConfigData {
@@ -119,6 +211,16 @@ impl Guest {
             avail_ring_addr: self.base as u64 + AVAIL,
             log_addr: None,
         }
+    }
+
+    /// What QEMU does on a guest reset: stop the ring, zero it, start it
+    /// again at 0.
+    fn restart_zeroed(&mut self) {
+        self.fe.get_vring_base(0).unwrap();
+        self.mem_zero_rings();
+        self.start_ring(0);
+        self.avail_idx = 0;
+        self.used_seen = 0;
     }
 
     fn mem_zero_rings(&self) {
@@ -218,10 +320,13 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        // SAFETY: unmapping our own mapping and closing our own fd.
+        // SAFETY: unmapping our own mappings and closing our own fd.
         unsafe {
             libc::munmap(self.base as *mut _, MEM);
             libc::close(self.fd);
+            if let Some((info, _, p)) = &self.inflight {
+                libc::munmap(*p as *mut _, info.mmap_size as usize);
+            }
         }
     }
 }
@@ -235,24 +340,71 @@ impl Drop for Daemon {
     }
 }
 
-fn start(dir: &Path, image: &Path, extra: &[&str]) -> (Daemon, std::path::PathBuf) {
-    let sock = dir.join("fe.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_vblk"))
+impl Daemon {
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then wait up to 10 s for the exit status.
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Open file descriptors of the daemon.
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.0.id()))
+            .unwrap()
+            .count()
+    }
+}
+
+fn spawn(image: &Path, sock: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vblk"))
         .arg("serve")
         .arg("--image")
         .arg(image)
         .arg("--vhost-user")
-        .arg(&sock)
+        .arg(sock)
         .args(extra)
         .stdin(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// (st_dev, st_ino) of `p`, if it exists.
+fn inode(p: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(p)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Start a daemon on `dir/fe.sock` and wait until a new socket file is there.
+fn start(dir: &Path, image: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
+    let sock = dir.join("fe.sock");
+    let before = inode(&sock);
+    let mut d = Daemon(spawn(image, &sock, extra));
     let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10));
+    // A path that existed (a stale socket) may get the same inode number
+    // back: wait until it answers instead.
+    let ready = || match before {
+        None => inode(&sock).is_some(),
+        Some(_) => std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+    };
+    while !ready() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no socket");
+        assert!(d.alive(), "the daemon exited at start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (Daemon(child), sock)
+    (d, sock)
 }
 
 const HDR: u64 = 0x10000;
@@ -325,8 +477,20 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
         1
     );
     assert_eq!(g.get(STATUS, 1), [1]);
-    // (A chain that loops breaks the ring, like the avail-index jump below:
-    // crates/device/tests/mock_queue.rs m14 and crates/queue walk tests.)
+    // Hostile: a chain that loops (0 → 1 → 0 ...) breaks the ring: it is
+    // not served (no used entry), the daemon survives, and the ring is
+    // served again once the front end restarts it.
+    g.header(HDR, 0, 0);
+    g.publish_raw(
+        &[(HDR, 16, F_NEXT, 1), (DATA, 512, F_WRITE | F_NEXT, 0)],
+        None,
+    );
+    assert_eq!(
+        g.wait_used_for(Duration::from_millis(500)),
+        None,
+        "a looping chain was completed"
+    );
+    g.restart_zeroed();
     // Hostile: unknown type → UNSUPP.
     g.header(HDR, 0x1234, 0);
     g.put(STATUS, &[0xff]);
@@ -366,7 +530,7 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
         .output()
         .unwrap();
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(stats["device"]["needs_reset"], 1, "{stats}");
+    assert_eq!(stats["device"]["needs_reset"], 2, "{stats}");
     assert!(
         stats["queues"][0]["malformed_chains"].as_u64().unwrap() >= 1,
         "{stats}"
@@ -377,16 +541,7 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
     );
     // The front end stops and restarts the ring (what QEMU does on a guest
     // reset): the queue is served again on the same connection.
-    g.fe.get_vring_base(0).unwrap();
-    g.mem_zero_rings();
-    g.fe.set_vring_num(0, QSIZE).unwrap();
-    g.fe.set_vring_addr(0, &g.ring_config()).unwrap();
-    g.fe.set_vring_base(0, 0).unwrap();
-    g.fe.set_vring_call(0, &g._call).unwrap();
-    g.fe.set_vring_kick(0, &g.kick).unwrap();
-    g.fe.set_vring_enable(0, true).unwrap();
-    g.avail_idx = 0;
-    g.used_seen = 0;
+    g.restart_zeroed();
     g.header(HDR, 0, 7);
     g.put(STATUS, &[0xff]);
     assert_eq!(
@@ -411,4 +566,412 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
     let _ = daemon.0.kill();
     let _ = daemon.0.wait();
     let _ = std::fs::remove_file(&sock);
+}
+
+fn image(dir: &Path) -> PathBuf {
+    let img = dir.join("d.img");
+    std::fs::write(&img, vec![0x5a; 1 << 20]).unwrap();
+    img
+}
+
+/// A GET_ID request on head 0; returns the used length.
+fn get_id(g: &mut Guest) -> u32 {
+    g.header(HDR, 8, 0);
+    g.put(STATUS, &[0xff]);
+    g.submit(&[(HDR, 16, 0), (DATA, 20, F_WRITE), (STATUS, 1, F_WRITE)])
+}
+
+#[test]
+fn memory_regions_past_their_file_are_refused_and_the_daemon_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let (mut daemon, sock) = start(dir.path(), &img, &[]);
+    let small = memfd(1 << 20);
+    let region = |gpa: u64, size: u64, off: u64, fd: i32| VhostUserMemoryRegionInfo {
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: 0x7000_0000_0000 + gpa,
+        mmap_offset: off,
+        mmap_handle: fd,
+    };
+    let sfd = small.as_raw_fd();
+    let mut g = Guest::connect_with(&sock, Setup::acked(), |fe| {
+        // Past the end of the file: mapping it would SIGBUS the daemon on
+        // first touch. Refused (REPLY_ACK non-zero), connection kept.
+        assert!(fe.set_mem_table(&[region(0, 4 << 20, 0, sfd)]).is_err());
+        assert!(fe.set_mem_table(&[region(0, 4096, 1 << 20, sfd)]).is_err());
+        // Overlapping regions.
+        assert!(fe
+            .set_mem_table(&[region(0, 8192, 0, sfd), region(4096, 4096, 0, sfd)])
+            .is_err());
+        assert_eq!(fe.get_max_mem_slots().unwrap(), 509);
+        // A hostile queue index or size is refused, the connection kept.
+        assert!(fe.set_vring_num(5, 16).is_err());
+        assert!(fe.set_vring_num(0, 24).is_err(), "not a power of two");
+        assert!(fe.set_vring_num(0, 2048).is_err(), "over the maximum");
+    });
+    // The valid table sent afterwards serves I/O on the same connection.
+    assert_eq!(get_id(&mut g), 21);
+    // ADD_MEM_REG past the end is refused too; a good one is added and
+    // removed again, and the ring keeps working across the changes.
+    let extra = memfd(1 << 20);
+    let far = 0x1_0000_0000u64;
+    assert!(g
+        .fe
+        .add_mem_region(&region(far, 2 << 20, 0, extra.as_raw_fd()))
+        .is_err());
+    assert!(
+        g.fe.add_mem_region(&region(0x1000, 4096, 0, extra.as_raw_fd()))
+            .is_err(),
+        "overlaps the guest RAM"
+    );
+    g.fe.add_mem_region(&region(far, 1 << 20, 0, extra.as_raw_fd()))
+        .unwrap();
+    assert_eq!(get_id(&mut g), 21);
+    g.fe.remove_mem_region(&region(far, 1 << 20, 0, -1))
+        .unwrap();
+    assert!(g
+        .fe
+        .remove_mem_region(&region(far, 1 << 20, 0, -1))
+        .is_err());
+    assert_eq!(get_id(&mut g), 21);
+    assert!(daemon.alive());
+    drop(g);
+    // mmap offset + size overflows: the message itself is invalid (the
+    // vhost crate drops the connection); the daemon lives on.
+    let fe = Frontend::connect(&sock, 1).unwrap();
+    fe.set_owner().unwrap();
+    let _ = fe.set_mem_table(&[region(0, 4096, u64::MAX - 4095, small.as_raw_fd())]);
+    let _ = fe.get_features();
+    drop(fe);
+    // GET_VRING_BASE of a queue that does not exist: no answer can be
+    // given, so the connection is dropped; the daemon lives on.
+    let g = Guest::connect(&sock);
+    assert!(g.fe.get_vring_base(7).is_err());
+    drop(g);
+    assert!(daemon.alive());
+    // And a plain front end is served afterwards.
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21);
+    drop(g);
+    assert!(daemon.alive());
+}
+
+/// Offsets in one queue region of the inflight buffer.
+const IF_VERSION: usize = 8;
+const IF_DESC_NUM: usize = 10;
+const IF_LAST_BATCH_HEAD: usize = 12;
+const IF_USED_IDX: usize = 14;
+fn if_desc(head: u16) -> usize {
+    16 + 16 * usize::from(head)
+}
+
+#[test]
+fn inflight_region_round_trip_and_resubmission_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let (mut daemon, sock) = start(dir.path(), &img, &[]);
+    let mut g = Guest::connect_with(&sock, Setup::acked(), |_| {});
+    {
+        let (info, file, _) = g.inflight.as_ref().unwrap();
+        // One queue of 16: ALIGN_UP(16 * 16 + 2, 64) bytes, as libvhost-user.
+        assert_eq!(info.mmap_size, 320);
+        assert_eq!(info.mmap_offset, 0);
+        assert_eq!(file.metadata().unwrap().len(), 320);
+        // SAFETY: fcntl F_GET_SEALS on our own fd.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        assert!(seals & libc::F_SEAL_SHRINK != 0, "seals {seals:#x}");
+    }
+    // A region too small for what it claims is refused.
+    {
+        let (info, file, _) = g.inflight.as_ref().unwrap();
+        let mut bad = *info;
+        bad.queue_size = 1024;
+        assert!(g.fe.set_inflight_fd(&bad, file.as_raw_fd()).is_err());
+    }
+    for _ in 0..3 {
+        assert_eq!(get_id(&mut g), 21);
+    }
+    // The back-end tracked the requests: initialized, used_idx follows the
+    // used ring, nothing left in flight.
+    assert_eq!(g.inflight_get(IF_VERSION, 2), 1);
+    assert_eq!(g.inflight_get(IF_DESC_NUM, 2), u64::from(QSIZE));
+    assert_eq!(g.inflight_get(IF_USED_IDX, 2), 3);
+    for h in 0..QSIZE {
+        assert_eq!(g.inflight_get(if_desc(h), 1), 0, "head {h} still in flight");
+    }
+    // Stop the ring (as QEMU does on a VM stop or a back-end restart).
+    assert_eq!(g.fe.get_vring_base(0).unwrap(), 3);
+
+    // Forge the state a crash leaves behind: the driver made heads 3, 1, 2
+    // available (avail 3..6). Head 3's used element reached the used ring
+    // (used idx 4) but the crash came before the inflight region saw it
+    // (used_idx 3, last batch = [3]). Heads 1 and 2 are in flight, 1 the
+    // older. On restart the back-end must drop 3 from the in-flight set,
+    // resubmit 1 and 2, and continue the avail ring at 4 + 2 = 6.
+    let chain = |g: &Guest, head: u16, d: u16, buf: u64| {
+        let hdr = 0x50000 + 0x100 * u64::from(head);
+        let st = hdr + 0x80;
+        g.header(hdr, 0, 1);
+        g.put(st, &[0xff]);
+        g.put(buf, &[0u8; 512]);
+        g.put(
+            DESC + 16 * u64::from(head),
+            &Guest::desc_bytes(hdr, 16, F_NEXT, d),
+        );
+        g.put(
+            DESC + 16 * u64::from(d),
+            &Guest::desc_bytes(buf, 512, F_WRITE | F_NEXT, d + 1),
+        );
+        g.put(
+            DESC + 16 * u64::from(d + 1),
+            &Guest::desc_bytes(st, 1, F_WRITE, 0),
+        );
+        st
+    };
+    let st1 = chain(&g, 1, 4, 0x60000);
+    let st2 = chain(&g, 2, 6, 0x61000);
+    for (slot, head) in [(3u16, 3u16), (4, 1), (5, 2)] {
+        g.put(AVAIL + 4 + 2 * u64::from(slot), &head.to_le_bytes());
+    }
+    g.put(AVAIL + 2, &6u16.to_le_bytes());
+    g.put(USED + 4 + 8 * 3, &[3, 0, 0, 0, 1, 0, 0, 0]);
+    g.put(USED + 2, &4u16.to_le_bytes());
+    g.inflight_put(IF_USED_IDX, 3, 2);
+    g.inflight_put(IF_LAST_BATCH_HEAD, 3, 2);
+    g.inflight_put(if_desc(3), 1, 1);
+    g.inflight_put(if_desc(1), 1, 1);
+    g.inflight_put(if_desc(1) + 8, 5, 8);
+    g.inflight_put(if_desc(2), 1, 1);
+    g.inflight_put(if_desc(2) + 8, 10, 8);
+    // Restart: the front end's base (3) is stale; the region knows better.
+    g.start_ring(3);
+    g.used_seen = 4;
+    let mut heads = Vec::new();
+    for _ in 0..2 {
+        let e = USED + 4 + 8 * u64::from(g.used_seen % QSIZE);
+        assert!(g.wait_used().is_some(), "inflight requests not resubmitted");
+        heads.push(u32::from_le_bytes(g.get(e, 4).try_into().unwrap()));
+    }
+    heads.sort();
+    assert_eq!(heads, vec![1, 2], "resubmitted the wrong heads");
+    assert_eq!(g.get(st1, 1), [0]);
+    assert_eq!(g.get(st2, 1), [0]);
+    assert!(g.get(0x60000, 512).iter().all(|&b| b == 0x5a));
+    assert!(g.get(0x61000, 512).iter().all(|&b| b == 0x5a));
+    // Head 3 (already used) was not executed again.
+    assert_eq!(
+        g.wait_used_for(Duration::from_millis(300)),
+        None,
+        "a completed request was resubmitted"
+    );
+    // The avail ring continues at 6.
+    g.avail_idx = 6;
+    assert_eq!(get_id(&mut g), 21);
+    assert_eq!(g.u16_at(USED + 2), 7);
+    assert_eq!(g.inflight_get(IF_USED_IDX, 2), 7);
+    for h in 0..QSIZE {
+        assert_eq!(g.inflight_get(if_desc(h), 1), 0, "head {h} still in flight");
+    }
+    drop(g);
+    assert!(daemon.alive());
+}
+
+#[test]
+fn fifty_connections_leave_no_descriptor_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let ctl = dir.path().join("fe.ctl");
+    let (mut daemon, sock) = start(
+        dir.path(),
+        &img,
+        &["--num-queues", "2", "--control", ctl.to_str().unwrap()],
+    );
+    let session = || {
+        let mut g = Guest::connect_with(&sock, Setup::acked(), |_| {});
+        assert_eq!(get_id(&mut g), 21);
+        drop(g);
+    };
+    let connections = || -> u64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+            .args(["stats", "--json", "--socket"])
+            .arg(&ctl)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["device"]["disconnects"].as_u64().unwrap()
+    };
+    let settle = |n: u64| {
+        let t = Instant::now();
+        while connections() < n {
+            assert!(t.elapsed() < Duration::from_secs(10), "disconnect not seen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // Warm up (lazily opened descriptors, thread-local state), then count.
+    session();
+    session();
+    settle(2);
+    let before = daemon.fds();
+    for _ in 0..50 {
+        session();
+    }
+    settle(52);
+    let after = daemon.fds();
+    eprintln!("daemon fds: {before} after 2 connections, {after} after 52");
+    assert_eq!(
+        after, before,
+        "fds: {before} before 50 connections, {after} after"
+    );
+    assert!(daemon.alive());
+}
+
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    // The issue-9 typo: --vhost-user names the image itself.
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["serve", "--image"])
+        .arg(&img)
+        .arg("--vhost-user")
+        .arg(&img)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        vec![0x5a; 1 << 20],
+        "image damaged"
+    );
+    // A directory is refused the same way.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["serve", "--image"])
+        .arg(&img)
+        .arg("--vhost-user")
+        .arg(&sub)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(sub.is_dir());
+}
+
+#[test]
+fn a_live_socket_is_refused_and_a_stale_one_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let (mut first, sock) = start(dir.path(), &img, &[]);
+    let id = inode(&sock);
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["serve", "--image"])
+        .arg(&img)
+        .arg("--vhost-user")
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("another process is serving"), "{err}");
+    assert_eq!(inode(&sock), id, "the live socket was replaced");
+    assert!(first.alive());
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21, "the first daemon lost its socket");
+    drop(g);
+    assert!(first.terminate().is_some_and(|s| s.success()));
+    assert!(!sock.exists(), "socket left behind");
+
+    // A stale socket: the file of a listener that is gone.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let (mut second, sock) = start(dir.path(), &img, &[]);
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21);
+    drop(g);
+    assert!(second.terminate().is_some_and(|s| s.success()));
+}
+
+#[test]
+fn shutdown_does_not_go_through_the_socket_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let (mut d, sock) = start(dir.path(), &img, &[]);
+    // Someone else takes the path (an operator's rm + a second daemon):
+    // our listener there accepts nothing. SIGTERM must still stop the
+    // first daemon promptly, and it must not remove the other's socket.
+    std::fs::remove_file(&sock).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let theirs = inode(&sock);
+    let st = d.terminate().expect("SIGTERM did not stop the daemon");
+    assert!(st.success(), "{st}");
+    assert_eq!(inode(&sock), theirs, "the other socket was removed");
+    drop(other);
+}
+
+#[test]
+fn a_stalled_front_end_does_not_hold_the_shutdown() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let (mut d, sock) = start(dir.path(), &img, &[]);
+    // A SET_VRING_ADDR header announcing a 40-byte body that never comes.
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut hdr = Vec::new();
+    hdr.extend_from_slice(&9u32.to_le_bytes());
+    hdr.extend_from_slice(&1u32.to_le_bytes());
+    hdr.extend_from_slice(&40u32.to_le_bytes());
+    s.write_all(&hdr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let st = d.terminate().expect("a stalled front end blocked SIGTERM");
+    assert!(st.success(), "{st}");
+    drop(s);
+}
+
+#[test]
+fn a_front_end_that_truncates_guest_memory_does_not_kill_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    let ctl = dir.path().join("fe.ctl");
+    let (mut daemon, sock) = start(dir.path(), &img, &["--control", ctl.to_str().unwrap()]);
+    // Guest memory is an unsealed memfd: the front end can shrink it under
+    // the daemon's mapping.
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21);
+    g.header(HDR, 8, 0);
+    // Cut the file below DATA and STATUS (the rings and HDR stay); from
+    // here on this test touches nothing past 0x20000 itself.
+    // SAFETY: ftruncate on our own memfd.
+    assert_eq!(unsafe { libc::ftruncate(g.fd, 0x20000) }, 0);
+    g.publish_raw(
+        &[
+            (HDR, 16, F_NEXT, 1),
+            (DATA, 20, F_WRITE | F_NEXT, 2),
+            (STATUS, 1, F_WRITE, 0),
+        ],
+        None,
+    );
+    // The write of the ID and status faults in the daemon: contained, the
+    // ring is broken, the daemon lives.
+    let _ = g.wait_used_for(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(daemon.alive(), "a truncated memfd killed the daemon");
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["stats", "--json", "--socket"])
+        .arg(&ctl)
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["device"]["needs_reset"], 1, "{stats}");
+    drop(g);
+    // The next front end is served.
+    let mut g = Guest::connect(&sock);
+    assert_eq!(get_id(&mut g), 21);
+    drop(g);
+    assert!(daemon.alive());
 }

@@ -1,43 +1,51 @@
 //! vhost-user-blk: the device core behind a vhost-user socket.
 //!
 //! The front end (QEMU, Cloud Hypervisor, crosvm, libblkio) owns the guest
-//! and its rings; it shares guest memory and hands us one kick eventfd and one
-//! call eventfd per queue. Here a kick becomes [`QueueWorker::process`] on the
-//! queue's own thread, and the core's interrupt decision becomes a write to
-//! the call eventfd. The rust-vmm `vhost-user-backend` crate speaks the
-//! protocol; this crate only adapts it to the device core.
+//! and its rings; it shares guest memory and hands us one kick eventfd and
+//! one call eventfd per queue. The back-end side of the protocol is
+//! implemented here directly on the rust-vmm `vhost` crate's message layer:
+//!
+//! * [`socket`]: the listening socket (a stale socket is replaced, anything
+//!   else refused; removed at exit only if still ours) and the stop signal;
+//! * [`backend`]: one connection's state and every front-end message;
+//! * [`memory`]: memory regions, checked against their file before mapping;
+//! * [`inflight`]: `VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD`, split rings.
+//!
+//! The queues themselves run on the device core's
+//! [`vblk_device::runner::Runners`], one set per connection: a ring start
+//! is `Runners::start`, GET_VRING_BASE is `Runners::stop` (quiescing), a
+//! memory change happens under `Runners::pause_all`.
 
-use std::io;
-use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vblk_device::{stats, BlkDevice, QueueWorker};
-use vblk_interrupt::{Interrupt, InterruptKind};
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost::vhost_user::Listener;
-pub use vhost_user_backend::ShutdownHandle;
-use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock, VringT};
-use virtio_queue::QueueT;
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{
-    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
-};
+use vblk_device::runner::RunnerOptions;
+use vblk_device::{stats, BlkDevice};
+use vhost::vhost_user::{BackendReqHandler, Error as VuError};
+
+pub mod backend;
+pub mod inflight;
+pub mod memory;
+pub mod socket;
+
+pub use socket::{SocketError, StopSignal};
+
+use backend::Conn;
+use socket::{wait_readable, BoundSocket, Wake};
 
 /// Errors of the vhost-user front end.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot listen on {0}: {1}")]
-    Listen(PathBuf, vhost::vhost_user::Error),
-    #[error("cannot create the vhost-user daemon: {0}")]
-    Daemon(vhost_user_backend::Error),
-    #[error("cannot create a queue worker: {0}")]
-    Worker(io::Error),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("waiting on {0}: {1}")]
+    Poll(PathBuf, std::io::Error),
 }
+
+/// Longest wait for the rest of a message, or for room to send a reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of the vhost-user front end.
 #[derive(Debug, Clone, Default)]
@@ -49,353 +57,154 @@ pub struct Options {
     pub threads: usize,
 }
 
-/// Maps the core's interrupt requests to a vhost-user call eventfd.
-///
-/// It holds the raw descriptor of the queue's call eventfd, read while the
-/// vring lock is held: `SET_VRING_CALL` needs that lock to replace it, so the
-/// descriptor stays open for as long as this value is used.
-struct CallFd<'a> {
-    fd: Option<RawFd>,
-    index: u16,
-    device: &'a BlkDevice,
-}
-
-impl Interrupt for CallFd<'_> {
-    fn trigger(&self, kind: InterruptKind) -> io::Result<()> {
-        match kind {
-            InterruptKind::Queue(n) if n == self.index => {
-                let Some(fd) = self.fd else {
-                    // No call eventfd: the front end polls the used ring.
-                    return Ok(());
-                };
-                stats::inc(&self.device.stats().queue(usize::from(n)).eventfd_signals);
-                let one: u64 = 1;
-                // SAFETY: writes 8 bytes from a live u64 to an eventfd that stays
-                // open while the vring lock is held (see above).
-                let r = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-                if r == 8 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            }
-            InterruptKind::Queue(_) => Ok(()),
-            // Config-change interrupts need the backend request channel;
-            // vblk's vhost-user device config never changes at run time.
-            InterruptKind::Config => Ok(()),
+impl Options {
+    fn runner(&self) -> RunnerOptions {
+        RunnerOptions {
+            poll: self.poll,
+            ..RunnerOptions::default()
         }
     }
 }
 
-struct QueueState {
-    worker: QueueWorker,
-    /// Current busy-poll window (adaptive, at most `Options::poll`).
-    poll_window: Duration,
-    /// The ring is broken (the core refused it); ignore kicks until reset.
-    broken: bool,
-}
-
-struct Inner {
-    device: Arc<BlkDevice>,
-    opts: Options,
-    queues: Vec<Mutex<QueueState>>,
-    mem: Mutex<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
-    event_idx: AtomicBool,
-    acked: Mutex<u64>,
-}
-
-/// The `VhostUserBackend` implementation: one per front-end connection.
-#[derive(Clone)]
-pub struct BlkBackend {
-    inner: Arc<Inner>,
-}
-
-impl BlkBackend {
-    pub fn new(device: Arc<BlkDevice>, opts: Options) -> Result<Self, Error> {
-        let queues = (0..device.num_queues())
-            .map(|i| {
-                device.worker(i).map(|worker| {
-                    Mutex::new(QueueState {
-                        worker,
-                        poll_window: opts.poll,
-                        broken: false,
-                    })
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::Worker)?;
-        Ok(BlkBackend {
-            inner: Arc::new(Inner {
-                device,
-                opts,
-                queues,
-                mem: Mutex::new(None),
-                event_idx: AtomicBool::new(false),
-                acked: Mutex::new(0),
-            }),
-        })
-    }
-
-    /// Serve queue `index`, whose vring is `vring`.
-    fn serve_queue(&self, index: usize, vring: &VringRwLock) -> io::Result<()> {
-        let inner = &self.inner;
-        let Some(qs) = inner.queues.get(index) else {
-            return Ok(());
-        };
-        let Some(atomic) = inner.mem.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-            log::warn!("queue {index}: kick before the guest memory table; ignored");
-            return Ok(());
-        };
-        let mem = atomic.memory();
-        let mut qs = qs.lock().unwrap_or_else(|e| e.into_inner());
-        if qs.broken {
-            return Ok(());
-        }
-        let mut state = vring.get_mut();
-        let irq = CallFd {
-            fd: state.get_call().as_ref().map(|n| n.as_raw_fd()),
-            index: index as u16,
-            device: &inner.device,
-        };
-        let queue = state.get_queue_mut();
-        let poll = inner.opts.poll;
-        loop {
-            if let Err(e) = qs.worker.process(queue, &*mem, &irq) {
-                log::error!("{e}; queue {index} stops until the front end resets it");
-                stats::inc(&inner.device.stats().device.needs_reset);
-                qs.broken = true;
-                return Ok(());
-            }
-            if poll.is_zero() {
-                return Ok(());
-            }
-            // Poll: keep kicks off and watch the avail ring for a while.
-            if queue.disable_notification(&*mem).is_err() {
-                return Ok(());
-            }
-            // Adaptive window: a poll that finds work doubles it (up to
-            // --poll-us), one that times out halves it (down to 1/16), so an
-            // idle queue does not burn a core.
-            let deadline = Instant::now() + qs.poll_window;
-            let mut found = false;
-            while Instant::now() < deadline {
-                if vblk_queue::has_pending(queue, &*mem).unwrap_or(false) {
-                    found = true;
-                    break;
-                }
-                std::hint::spin_loop();
-            }
-            qs.poll_window = if found {
-                (qs.poll_window * 2).min(poll)
-            } else {
-                (qs.poll_window / 2).max(poll / 16)
-            };
-            if !found {
-                // Re-arm kicks; a chain that raced in is served at once.
-                match queue.enable_notification(&*mem) {
-                    Ok(true) => continue,
-                    _ => return Ok(()),
-                }
-            }
-        }
-    }
-}
-
-impl VhostUserBackend for BlkBackend {
-    type Bitmap = ();
-    type Vring = VringRwLock;
-
-    fn num_queues(&self) -> usize {
-        self.inner.queues.len()
-    }
-
-    fn max_queue_size(&self) -> usize {
-        usize::from(self.inner.device.config().queue_size)
-    }
-
-    fn features(&self) -> u64 {
-        self.inner.device.features() | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
-    }
-
-    fn acked_features(&self, features: u64) {
-        *self.inner.acked.lock().unwrap_or_else(|e| e.into_inner()) = features;
-        log::debug!("driver accepted features {features:#x}");
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::CONFIG
-            | VhostUserProtocolFeatures::MQ
-            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
-            | VhostUserProtocolFeatures::REPLY_ACK
-    }
-
-    fn reset_device(&self) {
-        stats::inc(&self.inner.device.stats().device.resets);
-        for q in &self.inner.queues {
-            q.lock().unwrap_or_else(|e| e.into_inner()).broken = false;
-        }
-    }
-
-    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
-        // GET_VRING_BASE stops the ring (a guest reset, a VM stop): when the
-        // front end starts it again it is a fresh ring, so a queue refused as
-        // broken is served again.
-        if let Some(q) = self.inner.queues.get(queue_index as usize) {
-            q.lock().unwrap_or_else(|e| e.into_inner()).broken = false;
-        }
-        Ok(())
-    }
-
-    fn set_event_idx(&self, enabled: bool) {
-        self.inner.event_idx.store(enabled, Ordering::Relaxed);
-    }
-
-    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
-        let mut buf = vec![0u8; size.min(4096) as usize];
-        self.inner.device.read_config(u64::from(offset), &mut buf);
-        buf
-    }
-
-    fn set_config(&self, _offset: u32, _buf: &[u8]) -> io::Result<()> {
-        // Nothing in virtio_blk_config is writable without CONFIG_WCE.
-        stats::inc(&self.inner.device.stats().device.bad_register_writes);
-        Ok(())
-    }
-
-    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
-        *self.inner.mem.lock().unwrap_or_else(|e| e.into_inner()) = Some(mem);
-        Ok(())
-    }
-
-    fn queues_per_thread(&self) -> Vec<u64> {
-        // Queue i on thread i % threads (default: one thread per queue).
-        let n = self.inner.queues.len();
-        let t = match self.inner.opts.threads {
-            0 => n,
-            t => t.min(n),
-        };
-        (0..t)
-            .map(|th| {
-                (0..n)
-                    .filter(|q| q % t == th)
-                    .fold(0u64, |m, q| m | (1u64 << q))
-            })
-            .collect()
-    }
-
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK).ok()
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        evset: EventSet,
-        vrings: &[VringRwLock],
-        thread_id: usize,
-    ) -> io::Result<()> {
-        log::trace!("queue event {device_event} {evset:?}");
-        if evset != EventSet::IN {
-            return Ok(());
-        }
-        // `device_event` is the position of the vring among this thread's
-        // vrings (`vrings`), not the queue index: map it back.
-        let Some(index) = queue_of(
-            &self.queues_per_thread(),
-            thread_id,
-            usize::from(device_event),
-        ) else {
-            return Ok(());
-        };
-        let Some(vring) = vrings.get(usize::from(device_event)) else {
-            return Ok(());
-        };
-        if index >= self.inner.queues.len() {
-            return Ok(());
-        }
-        stats::inc(&self.inner.device.stats().queue(index).notify_eventfd);
-        self.serve_queue(index, vring)
-    }
-}
-
-/// The queue index of the `nth` vring served by thread `thread` under the
-/// `queues_per_thread` masks.
-fn queue_of(masks: &[u64], thread: usize, nth: usize) -> Option<usize> {
-    let mask = *masks.get(thread)?;
-    (0..64).filter(|b| mask & (1u64 << b) != 0).nth(nth)
-}
-
-/// Serve `device` on a vhost-user socket until `shutdown` is set. One front
-/// end at a time; when it disconnects, the next one is accepted on the same
-/// socket. The socket is removed on return.
+/// Serve `device` on a vhost-user socket at `socket` until `stop` is
+/// signalled. One front end at a time; when it disconnects, the next one is
+/// accepted on the same socket. The socket file is removed on return if it
+/// is still the one this call created.
 pub fn serve(
     device: Arc<BlkDevice>,
     socket: &Path,
     opts: Options,
-    shutdown: Arc<AtomicBool>,
-    handle: Arc<Mutex<Option<ShutdownHandle>>>,
+    stop: Arc<StopSignal>,
 ) -> Result<(), Error> {
-    let mut listener =
-        Listener::new(socket, true).map_err(|e| Error::Listen(socket.to_path_buf(), e))?;
+    let bound = BoundSocket::bind(socket)?;
     log::info!("vhost-user-blk: listening on {}", socket.display());
-    let result = loop {
-        if shutdown.load(Ordering::SeqCst) {
-            break Ok(());
+    loop {
+        match wait_readable(bound.listener().as_raw_fd(), &stop) {
+            Ok(Wake::Stop) => break,
+            Ok(Wake::Ready) => {}
+            Err(e) => return Err(Error::Poll(socket.to_path_buf(), e)),
         }
-        let backend = BlkBackend::new(device.clone(), opts.clone())?;
-        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        let mut daemon =
-            VhostUserDaemon::new("vblk".to_string(), backend, mem).map_err(Error::Daemon)?;
-        if let Err(e) = daemon.start(&mut listener) {
-            if shutdown.load(Ordering::SeqCst) {
-                break Ok(());
+        let stream = match bound.listener().accept() {
+            Ok((s, _)) => s,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                continue
             }
-            log::warn!("vhost-user: accepting a front end failed: {e}");
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
+                log::warn!("vhost-user: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        // Messages are read only once the socket is readable, so a read
+        // blocks only on the rest of a message already under way, and a
+        // reply only on a front end that stopped reading: bound both, so a
+        // stalled front end cannot hold the daemon (or its shutdown).
+        if let Err(e) = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_read_timeout(Some(IO_TIMEOUT)))
+            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
+        {
+            log::warn!("vhost-user: {e}");
             continue;
-        }
-        if shutdown.load(Ordering::SeqCst) {
-            break Ok(());
         }
         stats::inc(&device.stats().device.connections);
         log::info!("vhost-user: front end connected");
-        *handle.lock().unwrap_or_else(|e| e.into_inner()) = daemon.shutdown_handle();
-        if shutdown.load(Ordering::SeqCst) {
-            daemon.request_shutdown();
-        }
-        match daemon.wait() {
-            Ok(()) => log::info!("vhost-user: front end disconnected"),
-            Err(vhost_user_backend::Error::HandleRequest(
-                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
-            )) => log::info!("vhost-user: front end disconnected"),
-            Err(e) => log::warn!("vhost-user: connection ended: {e}"),
-        }
-        *handle.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        serve_connection(&device, stream, &opts, &stop);
         stats::inc(&device.stats().device.disconnects);
-        // Dropping the daemon stops and joins the queue threads, after any
-        // request they were executing has completed.
-        drop(daemon);
-    };
-    let _ = std::fs::remove_file(socket);
-    result
-}
-
-/// Wake a `serve` loop blocked in accept (used on shutdown).
-pub fn wake(socket: &Path) {
-    let _ = UnixStream::connect(socket);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::queue_of;
-
-    #[test]
-    fn thread_local_event_maps_to_queue() {
-        let one_each = [1, 2, 4, 8];
-        assert_eq!(queue_of(&one_each, 2, 0), Some(2));
-        assert_eq!(queue_of(&one_each, 2, 1), None);
-        let shared = [0b0101, 0b1010];
-        assert_eq!(queue_of(&shared, 0, 1), Some(2));
-        assert_eq!(queue_of(&shared, 1, 1), Some(3));
-        assert_eq!(queue_of(&shared, 5, 0), None);
     }
+    drop(bound);
+    Ok(())
+}
+
+/// Is this a failure of the connection itself (as opposed to a message
+/// the back-end refused)?
+fn is_transport_error(e: &VuError) -> bool {
+    matches!(
+        e,
+        VuError::Disconnected
+            | VuError::PartialMessage
+            | VuError::SocketError(_)
+            | VuError::SocketBroken(_)
+            | VuError::SocketConnect(_)
+            | VuError::SocketRetry(_)
+            | VuError::OversizedMsg
+            | VuError::IncorrectFds
+            | VuError::InvalidMessage
+    )
+}
+
+/// Serve one front end until it disconnects, breaks the protocol, or
+/// `stop` is signalled; then quiesce and stop every queue and drop every
+/// mapping and fd of the connection.
+fn serve_connection(
+    device: &Arc<BlkDevice>,
+    stream: std::os::unix::net::UnixStream,
+    opts: &Options,
+    stop: &StopSignal,
+) {
+    let conn = match Conn::new(device.clone(), opts.threads, opts.runner()) {
+        Ok(c) => Arc::new(Mutex::new(c)),
+        Err(e) => {
+            log::error!("vhost-user: cannot start the queue runners: {e}");
+            return;
+        }
+    };
+    let fd = stream.as_raw_fd();
+    let mut handler = BackendReqHandler::from_stream(stream, conn.clone());
+    loop {
+        // The handler owns the socket; `fd` stays valid while it lives.
+        match wait_readable(fd, stop) {
+            Ok(Wake::Ready) => {}
+            Ok(Wake::Stop) => {
+                log::info!("vhost-user: stopping with a front end connected");
+                break;
+            }
+            Err(e) => {
+                log::warn!("vhost-user: {e}");
+                break;
+            }
+        }
+        let r = handler.handle_request();
+        let survivable = conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_rejected();
+        match r {
+            Ok(()) => {}
+            Err(e) if survivable && !is_transport_error(&e) => {
+                log::debug!("vhost-user: message refused: {e}");
+            }
+            Err(VuError::Disconnected) | Err(VuError::PartialMessage) => {
+                log::info!("vhost-user: front end disconnected");
+                break;
+            }
+            Err(e) => {
+                log::warn!("vhost-user: dropping the front end: {e}");
+                break;
+            }
+        }
+    }
+    // Close the socket first: the front end sees the disconnect while the
+    // queues finish what is in flight.
+    drop(handler);
+    let mut c = match Arc::try_unwrap(conn) {
+        Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()),
+        Err(arc) => {
+            // Not reachable (the handler held the only other reference);
+            // still stop everything through the lock.
+            arc.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+            return;
+        }
+    };
+    c.shutdown();
+    // Dropping `c` joins the queue threads and closes every eventfd.
+    drop(c);
 }
