@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vblk_backend::{parse_size, Backend, CacheMode, FileBackend, FileOptions, NullBackend};
+use vblk_device::runner::RunnerOptions;
 use vblk_device::{BlkConfig, BlkDevice, Stats};
 
 #[derive(Parser)]
@@ -96,12 +97,18 @@ struct ServeArgs {
     /// I/O engine for the image file (io-uring falls back to threads where unavailable).
     #[arg(long, value_enum, default_value_t = Aio::IoUring)]
     aio: Aio,
-    /// vhost-user worker threads; queue i is served by thread i % N (default: one per queue).
+    /// Queue threads; queue i is served by thread i % N (default: one per queue).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Busy-poll the avail ring for up to N microseconds before sleeping (0 = off).
+    /// Busy-poll the avail ring and the storage completions for up to N
+    /// microseconds (adaptive) before a queue thread sleeps (0 = off).
     #[arg(long, default_value_t = 0, value_name = "N")]
     poll_us: u64,
+    /// Requests a queue thread takes from the ring per round before it
+    /// submits them and publishes what completed.
+    #[arg(long, default_value_t = RunnerOptions::default().max_batch as u16, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    batch: u16,
     /// Do not offer DISCARD / WRITE_ZEROES.
     #[arg(long)]
     no_discard: bool,
@@ -207,12 +214,8 @@ fn open_backend(a: &ServeArgs) -> Result<Arc<dyn Backend>, String> {
 /// Serve the counters: each connection gets one JSON document. The path is
 /// taken like the vhost-user socket's: only a stale socket is replaced. The
 /// returned socket removes its file when dropped, if the file is still ours.
-fn start_control(
-    path: &Path,
-    stats: Arc<Stats>,
-) -> Result<vblk_transport_vhost_user::socket::BoundSocket, String> {
-    let bound = vblk_transport_vhost_user::socket::BoundSocket::bind(path)
-        .map_err(|e| format!("--control: {e}"))?;
+fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSocket, String> {
+    let bound = vblk_socket::BoundSocket::bind(path).map_err(|e| format!("--control: {e}"))?;
     let listener = bound
         .listener()
         .try_clone()
@@ -277,7 +280,6 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         vblk_transport_vhost_user::StopSignal::new()
             .map_err(|e| format!("cannot create the stop eventfd: {e}"))?,
     );
-    let vfio_socket = a.vfio_user.clone();
     {
         let shutdown = shutdown.clone();
         let vu_stop = vu_stop.clone();
@@ -293,24 +295,32 @@ fn serve(a: ServeArgs) -> Result<(), String> {
                     log::info!("signal {sig}: finishing in-flight requests and shutting down");
                     shutdown.store(true, Ordering::SeqCst);
                     vu_stop.stop();
-                    if let Some(s) = &vfio_socket {
-                        // The vfio-user server wakes from accept on a connection.
-                        let _ = UnixStream::connect(s);
-                    }
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     }
 
+    let runner = RunnerOptions {
+        poll: Duration::from_micros(a.poll_us),
+        max_batch: usize::from(a.batch),
+        ..RunnerOptions::default()
+    };
     let result = if let Some(sock) = &a.vhost_user {
         let opts = vblk_transport_vhost_user::Options {
-            poll: Duration::from_micros(a.poll_us),
+            runner: runner.clone(),
             threads: a.threads.unwrap_or(0),
         };
         vblk_transport_vhost_user::serve(device.clone(), sock, opts, vu_stop)
             .map_err(|e| e.to_string())
     } else if let Some(sock) = &a.vfio_user {
-        serve_vfio_user(device.clone(), sock, shutdown.clone())
+        vblk_transport_pci::serve(
+            device.clone(),
+            sock,
+            shutdown.clone(),
+            a.threads.unwrap_or(0),
+            runner,
+        )
+        .map_err(|e| e.to_string())
     } else {
         Err("one of --vhost-user and --vfio-user is required".to_string())
     };
@@ -321,14 +331,6 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     }
     drop(control);
     result
-}
-
-fn serve_vfio_user(
-    device: Arc<BlkDevice>,
-    socket: &Path,
-    shutdown: Arc<AtomicBool>,
-) -> Result<(), String> {
-    vblk_transport_pci::serve(device, socket, shutdown).map_err(|e| e.to_string())
 }
 
 fn stats(a: StatsArgs) -> Result<(), String> {

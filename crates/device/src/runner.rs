@@ -305,6 +305,9 @@ struct QueueCtx {
     poll_window: Duration,
 }
 
+/// Chains in the first round of a wake-up (see [`RunnerThread::serve`]).
+const FIRST_ROUND: usize = 4;
+
 const KIND_OWN_KICK: u64 = 0;
 const KIND_KICK: u64 = 1;
 const KIND_COMPLETION: u64 = 2;
@@ -596,16 +599,21 @@ impl RunnerThread {
         let mem = a.mem.clone();
         q.worker.retry_submit();
         let mut result = Ok(false);
+        // The first round of a wake-up is small, so that its completions
+        // (and the interrupt the waiting driver needs) go out early and the
+        // driver refills the ring while the device works through the rest;
+        // rounds then double up to `max_batch`.
+        let mut batch = FIRST_ROUND.min(max_batch);
         for _ in 0..max_rounds {
             let r = (|| -> Result<bool, QueueError> {
                 let qi = q.worker.index();
                 a.queue
                     .disable_notification(&*mem)
                     .map_err(|e| QueueError::Ring(qi, e))?;
-                let popped = q.worker.pop_and_submit(&mut a.queue, &*mem, max_batch)?;
+                let popped = q.worker.pop_and_submit(&mut a.queue, &*mem, batch)?;
                 q.worker.reap(&mut a.queue, &*mem, 0)?;
                 q.worker.publish(&mut a.queue, &*mem, &*a.irq)?;
-                if popped >= max_batch {
+                if popped >= batch {
                     return Ok(true);
                 }
                 // Re-enable kicks; chains that raced in mean another round.
@@ -613,6 +621,7 @@ impl RunnerThread {
                     .enable_notification(&*mem)
                     .map_err(|e| QueueError::Ring(qi, e))
             })();
+            batch = (batch * 2).min(max_batch);
             match r {
                 Ok(true) => result = Ok(true),
                 other => {

@@ -79,7 +79,8 @@ fn main() -> Result<(), String> {
         backend.capacity() >> 20,
         socket.display()
     );
-    vblk_transport_pci::serve(device.clone(), &socket, shutdown).map_err(|e| e.to_string())?;
+    vblk_transport_pci::serve(device.clone(), &socket, shutdown, 0, Default::default())
+        .map_err(|e| e.to_string())?;
     backend.flush().map_err(|e| format!("final flush: {e}"))?;
     let s = device.stats();
     eprintln!(

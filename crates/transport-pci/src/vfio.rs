@@ -40,12 +40,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use vblk_device::runner::RunnerOptions;
 use vblk_device::{stats, BlkDevice};
 use vblk_memory::{map_guest_region, GuestMapping};
+use vblk_socket::BoundSocket;
 use vblk_vfio_user::proto::{DEVICE_FLAGS_PCI, DEVICE_FLAGS_RESET};
 use vblk_vfio_user::{
-    bind_socket, refuse, DeviceInfo, DmaMapFlags, DmaUnmapFlags, IrqInfo, Limits, RegionInfo,
-    Server, ServerError,
+    refuse, DeviceInfo, DmaMapFlags, DmaUnmapFlags, IrqInfo, Limits, RegionInfo, Server,
+    ServerError,
 };
 use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
@@ -61,6 +63,8 @@ use crate::regs::vfio::*;
 pub enum Error {
     #[error("{0}: cannot listen: {1}")]
     Listen(PathBuf, String),
+    #[error(transparent)]
+    Socket(#[from] vblk_socket::SocketError),
     #[error("cannot create the PCI function: {0}")]
     Device(io::Error),
     #[error("the vfio-user server thread: {0}")]
@@ -610,6 +614,8 @@ pub fn serve(
     device: Arc<BlkDevice>,
     socket: &Path,
     shutdown: Arc<AtomicBool>,
+    threads: usize,
+    runner: RunnerOptions,
 ) -> Result<(), Error> {
     // Fail early on a device the function cannot serve.
     drop(
@@ -619,7 +625,13 @@ pub fn serve(
         )
         .map_err(Error::Device)?,
     );
-    let listener = bind_socket(socket)?;
+    // Only a stale socket is replaced; anything else at the path (a disk
+    // image typed by mistake, a live daemon's socket) is refused.
+    let bound = BoundSocket::bind(socket)?;
+    let listener = bound
+        .listener()
+        .try_clone()
+        .map_err(|e| Error::Listen(socket.to_path_buf(), e.to_string()))?;
     let server = Server::new(listener, limits())?;
     let stopper = server.stopper();
     log::info!(
@@ -631,7 +643,8 @@ pub fn serve(
         .spawn(move || {
             server.run(|| {
                 let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-                PciFunction::new(device.clone(), mem).map(Backend::new)
+                PciFunction::with_runners(device.clone(), mem, threads, runner.clone())
+                    .map(Backend::new)
             })
         })
         .map_err(|e| Error::Thread(e.to_string()))?;
@@ -645,6 +658,7 @@ pub fn serve(
         .join()
         .map_err(|_| Error::Thread("panicked".into()))
         .and_then(|r| r.map_err(Error::from));
-    let _ = std::fs::remove_file(socket);
+    // The socket file goes with `bound`, if it is still ours.
+    drop(bound);
     r
 }

@@ -42,7 +42,9 @@ fn a_client_over_the_socket_writes_then_a_second_one_reads_back() {
     let shutdown = Arc::new(AtomicBool::new(false));
     let server = {
         let (dev, sock, shutdown) = (dev.clone(), sock.clone(), shutdown.clone());
-        std::thread::spawn(move || vblk_transport_pci::serve(dev, &sock, shutdown))
+        std::thread::spawn(move || {
+            vblk_transport_pci::serve(dev, &sock, shutdown, 0, Default::default())
+        })
     };
     wait_for(&sock);
     let ram = GuestRam::new(RAM);
@@ -141,7 +143,9 @@ fn shutdown_with_no_client_and_a_stale_socket() {
     let shutdown = Arc::new(AtomicBool::new(false));
     let server = {
         let (dev, sock, shutdown) = (dev.clone(), sock.clone(), shutdown.clone());
-        std::thread::spawn(move || vblk_transport_pci::serve(dev, &sock, shutdown))
+        std::thread::spawn(move || {
+            vblk_transport_pci::serve(dev, &sock, shutdown, 0, Default::default())
+        })
     };
     let t = Instant::now();
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
@@ -149,11 +153,51 @@ fn shutdown_with_no_client_and_a_stale_socket() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // A second daemon on the same live socket is refused.
-    let second = vblk_transport_pci::serve(dev.clone(), &sock, Arc::new(AtomicBool::new(false)));
-    assert!(matches!(second, Err(vblk_transport_pci::Error::Listen(..))));
+    let second = vblk_transport_pci::serve(
+        dev.clone(),
+        &sock,
+        Arc::new(AtomicBool::new(false)),
+        0,
+        Default::default(),
+    );
+    assert!(
+        matches!(
+            second,
+            Err(vblk_transport_pci::Error::Socket(
+                vblk_socket::SocketError::Live(_)
+            ))
+        ),
+        "{second:?}"
+    );
     shutdown.store(true, Ordering::SeqCst);
     server.join().unwrap().unwrap();
     assert!(!sock.exists());
+}
+
+#[test]
+fn a_file_at_the_socket_path_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // `--vfio-user disk.img`, a typo: the image must survive.
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, b"precious").unwrap();
+    let (dev, _disk) = device(DISK, 1);
+    let r = vblk_transport_pci::serve(
+        dev,
+        &img,
+        Arc::new(AtomicBool::new(false)),
+        0,
+        Default::default(),
+    );
+    assert!(
+        matches!(
+            r,
+            Err(vblk_transport_pci::Error::Socket(
+                vblk_socket::SocketError::NotASocket(..)
+            ))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), b"precious");
 }
 
 #[test]
@@ -164,7 +208,9 @@ fn several_msix_eventfds_arrive_in_one_set_irqs() {
     let shutdown = Arc::new(AtomicBool::new(false));
     let server = {
         let (dev, sock, shutdown) = (dev.clone(), sock.clone(), shutdown.clone());
-        std::thread::spawn(move || vblk_transport_pci::serve(dev, &sock, shutdown))
+        std::thread::spawn(move || {
+            vblk_transport_pci::serve(dev, &sock, shutdown, 0, Default::default())
+        })
     };
     wait_for(&sock);
     let ram = GuestRam::new(RAM);

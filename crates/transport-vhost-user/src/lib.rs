@@ -5,7 +5,7 @@
 //! one call eventfd per queue. The back-end side of the protocol is
 //! implemented here directly on the rust-vmm `vhost` crate's message layer:
 //!
-//! * [`socket`]: the listening socket (a stale socket is replaced, anything
+//! * `vblk_socket`: the listening socket (a stale socket is replaced, anything
 //!   else refused; removed at exit only if still ours) and the stop signal;
 //! * [`backend`]: one connection's state and every front-end message;
 //! * [`memory`]: memory regions, checked against their file before mapping;
@@ -28,12 +28,11 @@ use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 pub mod backend;
 pub mod inflight;
 pub mod memory;
-pub mod socket;
 
-pub use socket::{SocketError, StopSignal};
+pub use vblk_socket::{SocketError, StopSignal};
 
 use backend::Conn;
-use socket::{wait_readable, BoundSocket, Wake};
+use vblk_socket::{wait_readable, BoundSocket, Wake};
 
 /// Errors of the vhost-user front end.
 #[derive(Debug, thiserror::Error)]
@@ -50,19 +49,15 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Options of the vhost-user front end.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Busy-poll the avail ring for up to this long after a drain before
-    /// going back to sleep on the kick eventfd (0 = off).
-    pub poll: Duration,
+    /// How the queue threads work (polling, round size).
+    pub runner: RunnerOptions,
     /// Worker threads; queue i is served by thread i % threads (0 = one per queue).
     pub threads: usize,
 }
 
 impl Options {
     fn runner(&self) -> RunnerOptions {
-        RunnerOptions {
-            poll: self.poll,
-            ..RunnerOptions::default()
-        }
+        self.runner.clone()
     }
 }
 

@@ -39,7 +39,7 @@ use std::fs::File;
 use std::io;
 
 pub use proto::{DeviceInfo, DmaMapFlags, DmaUnmapFlags, IrqInfo, RegionInfo};
-pub use server::{bind_socket, Server, ServerError, Stopper};
+pub use server::{Server, ServerError, Stopper};
 pub use session::{FrameError, Limits, Session};
 
 /// The device side of a vfio-user connection. One value per client

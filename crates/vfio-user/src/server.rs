@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::proto::{Header, HEADER_SIZE};
@@ -23,20 +23,6 @@ pub enum ServerError {
     Io(&'static str, io::Error),
     #[error("cannot set up a backend for a new client: {0}")]
     Backend(io::Error),
-}
-
-/// Bind `socket`; a stale socket file from an earlier run is replaced, a
-/// live one (someone accepts on it) is an error.
-pub fn bind_socket(socket: &Path) -> Result<UnixListener, ServerError> {
-    let err = |e: String| ServerError::Listen(socket.to_path_buf(), e);
-    if socket.exists() {
-        if UnixStream::connect(socket).is_ok() {
-            return Err(err("another process is serving this socket".into()));
-        }
-        std::fs::remove_file(socket)
-            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
-    }
-    UnixListener::bind(socket).map_err(|e| err(e.to_string()))
 }
 
 /// Stops a running [`Server`] from any thread.

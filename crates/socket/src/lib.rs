@@ -163,20 +163,20 @@ impl StopSignal {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn raw_fd(&self) -> RawFd {
+    pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 }
 
 /// What woke [`wait_readable`].
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Wake {
+pub enum Wake {
     Ready,
     Stop,
 }
 
 /// Block until `fd` is readable (or hung up) or `stop` is signalled.
-pub(crate) fn wait_readable(fd: RawFd, stop: &StopSignal) -> io::Result<Wake> {
+pub fn wait_readable(fd: RawFd, stop: &StopSignal) -> io::Result<Wake> {
     loop {
         if stop.is_stopped() {
             return Ok(Wake::Stop);
