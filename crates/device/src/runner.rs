@@ -33,8 +33,12 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::stats::inc;
 use crate::{BlkDevice, InflightLog, QueueError, QueueWorker};
 
+/// Called first thing on every runner thread (e.g. to install its seccomp
+/// filter); an error stops the thread before it serves anything.
+pub type ThreadHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
 /// How the runners work.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunnerOptions {
     /// Busy-poll the avail ring and the engine for up to this long after a
     /// round before sleeping (adaptive: halves when a poll finds nothing,
@@ -52,6 +56,21 @@ pub struct RunnerOptions {
     /// ... and after this long asks the engine to cancel it (the wait still
     /// lasts until the engine gives every request back).
     pub cancel_after: Duration,
+    /// Run at the start of each runner thread.
+    pub thread_hook: Option<ThreadHook>,
+}
+
+impl std::fmt::Debug for RunnerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerOptions")
+            .field("poll", &self.poll)
+            .field("max_batch", &self.max_batch)
+            .field("max_rounds", &self.max_rounds)
+            .field("stuck_after", &self.stuck_after)
+            .field("cancel_after", &self.cancel_after)
+            .field("thread_hook", &self.thread_hook.is_some())
+            .finish()
+    }
 }
 
 impl Default for RunnerOptions {
@@ -62,6 +81,7 @@ impl Default for RunnerOptions {
             max_rounds: 16,
             stuck_after: crate::worker::STUCK_AFTER,
             cancel_after: crate::worker::CANCEL_AFTER,
+            thread_hook: None,
         }
     }
 }
@@ -159,7 +179,12 @@ impl Runners {
                 poll_window: opts.poll,
             });
         }
-        let mut handles = Vec::with_capacity(nt);
+        // Built up thread by thread: on an error, dropping it stops the
+        // threads already started.
+        let mut runners = Runners {
+            threads: Vec::with_capacity(nt),
+            queues,
+        };
         for (t, qs) in per_thread.into_iter().enumerate() {
             let ctl = Arc::new(Ctl {
                 cmds: Mutex::new(VecDeque::new()),
@@ -167,18 +192,29 @@ impl Runners {
                 exiting: std::sync::atomic::AtomicBool::new(false),
             });
             let mut rt = RunnerThread::new(qs, ctl.clone(), opts.clone(), device.clone())?;
+            let hook = opts.thread_hook.clone();
+            let (ready_tx, ready_rx) = channel();
             let join = std::thread::Builder::new()
                 .name(format!("vblk-queue-{t}"))
-                .spawn(move || rt.run())?;
-            handles.push(ThreadHandle {
+                .spawn(move || {
+                    if let Some(h) = hook {
+                        if let Err(e) = h() {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    rt.run()
+                })?;
+            runners.threads.push(ThreadHandle {
                 ctl,
                 join: Some(join),
             });
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("a queue thread died at start"))??;
         }
-        Ok(Runners {
-            threads: handles,
-            queues,
-        })
+        Ok(runners)
     }
 
     pub fn len(&self) -> usize {

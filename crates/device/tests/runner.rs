@@ -161,3 +161,31 @@ fn polling_serves_without_kicks() {
     r.wait_used(2);
     assert_eq!(r.status(st), 0);
 }
+
+#[test]
+fn every_runner_thread_runs_the_hook_and_a_failing_hook_fails_creation() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    let opts = RunnerOptions {
+        thread_hook: Some(Arc::new(move || {
+            r2.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })),
+        ..Default::default()
+    };
+    let r = Rig::new(opts);
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    drop(r);
+    let opts = RunnerOptions {
+        thread_hook: Some(Arc::new(|| Err(std::io::Error::other("no filter")))),
+        ..Default::default()
+    };
+    let dev = Arc::new(vblk_device::BlkDevice::new(
+        vblk_device::BlkConfig::new(DISK),
+        Arc::new(vblk_backend::MemBackend::new(DISK)),
+    ));
+    let e = vblk_device::runner::Runners::new(&dev, 0, opts)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("no filter"), "{e}");
+}
