@@ -88,9 +88,10 @@ struct ServeArgs {
     /// Serial number returned by GET_ID (at most 20 bytes; default derived from the image).
     #[arg(long)]
     serial: Option<String>,
-    /// Logical block size reported to the guest.
-    #[arg(long, default_value_t = 512, value_parser = parse_lbs)]
-    logical_block_size: u32,
+    /// Logical block size reported to the guest (default: the host's, at
+    /// least 512; with --cache none at least what O_DIRECT needs).
+    #[arg(long, value_parser = parse_lbs)]
+    logical_block_size: Option<u32>,
     /// Host cache mode for the image file.
     #[arg(long, value_enum, default_value_t = Cache::Writeback)]
     cache: Cache,
@@ -247,11 +248,30 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     } else {
         VFIO_USER_QUEUE_SIZE
     });
-    cfg.logical_block_size = a.logical_block_size;
-    if capacity % u64::from(a.logical_block_size) != 0 {
+    // Advertise the host's geometry: "blk_size: the block size of the
+    // device" and the topology fields (virtio 1.2, 5.2.4). Under O_DIRECT a
+    // smaller block than the host's alignment would make every such request
+    // a bounce with read-modify-write.
+    let host = backend.block_sizes();
+    let natural = host.logical.max(if matches!(a.cache, Cache::None) {
+        host.dio_offset_align
+    } else {
+        512
+    });
+    let lbs = a
+        .logical_block_size
+        .unwrap_or(if natural > 512 { 4096 } else { 512 });
+    if lbs < natural {
+        log::warn!(
+            "--logical-block-size {lbs} is smaller than the host's {natural}: unaligned requests are bounced (read-modify-write)"
+        );
+    }
+    cfg.logical_block_size = lbs;
+    cfg.physical_block_size = host.physical.max(lbs);
+    if capacity % u64::from(lbs) != 0 {
         return Err(format!(
-            "{}: size {capacity} is not a multiple of --logical-block-size {}",
-            a.image, a.logical_block_size
+            "{}: size {capacity} is not a multiple of the logical block size {lbs}",
+            a.image
         ));
     }
     let serial = a.serial.clone().unwrap_or_else(|| default_serial(&a.image));
