@@ -86,6 +86,8 @@ pub struct QueueWorker {
     planned: Vec<IoRequest>,
     completions: Vec<IoCompletion>,
     chain: Chain,
+    /// Heads popped in a round (kept to reuse its buffer).
+    heads: Vec<u16>,
     merge_max_bytes: u64,
     /// Used index at the last interrupt decision.
     signalled: u16,
@@ -117,6 +119,7 @@ impl QueueWorker {
             planned: Vec::new(),
             completions: Vec::new(),
             chain: Chain::default(),
+            heads: Vec::new(),
             merge_max_bytes: MERGE_MAX_BYTES,
             signalled: 0,
             unpublished: 0,
@@ -225,18 +228,22 @@ impl QueueWorker {
         let qi = self.index;
         let size = queue.size();
         let table = GuestAddress(queue.desc_table());
-        let mut heads = Vec::new();
+        let mut heads = std::mem::take(&mut self.heads);
+        heads.clear();
         {
             let iter = queue.iter(mem).map_err(|e| QueueError::Ring(qi, e))?;
             heads.extend(iter.take(budget).map(|dc| dc.head_index()));
         }
-        if heads.is_empty() {
+        let n = heads.len();
+        if n == 0 {
+            self.heads = heads;
             return Ok(0);
         }
         inc(&self.qstats().drains);
         let r = self.start_heads(queue, mem, table, size, &heads);
+        self.heads = heads;
         self.submit_planned();
-        r.map(|()| heads.len())
+        r.map(|()| n)
     }
 
     /// Execute chains named by their heads, ahead of the avail ring (crash
@@ -281,13 +288,14 @@ impl QueueWorker {
             if let Some(log) = self.log.as_mut() {
                 log.popped(head);
             }
+            let first = self.planned.len();
             let plan = Planner {
                 queue: qi,
                 limits: &self.limits,
                 serial: &self.serial,
                 stats: s,
             }
-            .plan(&chain, mem);
+            .plan(&chain, mem, &mut self.planned);
             match plan {
                 Plan::Done(len) => {
                     if let Err(e) = self.push_used(queue, mem, head, len) {
@@ -295,10 +303,11 @@ impl QueueWorker {
                         break;
                     }
                 }
-                Plan::Io(p, ops) => {
+                Plan::Io(p) => {
                     let token = self.requests.insert(p);
-                    self.planned
-                        .extend(ops.into_iter().map(|o| IoRequest { token, ..o }));
+                    for op in &mut self.planned[first..] {
+                        op.token = token;
+                    }
                 }
             }
         }
