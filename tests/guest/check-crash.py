@@ -54,7 +54,8 @@ def main():
 
     # 1. The console: no I/O error, no failed write.
     for i, l in enumerate(lines):
-        if re.search(r"I/O error|blk_update_request|print_req_error|VBLK-WRITE-ERROR", l):
+        if re.search(r"I/O error, dev|Buffer I/O error|blk_update_request|print_req_error|VBLK-WRITE-ERROR", l) \
+                or re.search(r"VBLK-TEST: FAIL|^DMESG: ", l):
             problems.append(f"guest saw an I/O error {after_kill(i)} (console line {i + 1}): {l.strip()}")
             break
 
@@ -94,7 +95,7 @@ def main():
         t = open(trace, errors="replace").read()
         get = len(re.findall(rf"vhost_user_write req:{GET_INFLIGHT_FD} ", t))
         set_ = len(re.findall(rf"vhost_user_write req:{SET_INFLIGHT_FD} ", t))
-        conns = len(re.findall(r"vhost_user_write req:1 ", t))  # GET_FEATURES: once per connection
+        conns = len(re.findall(r"vhost_user_write req:15 ", t))  # GET_PROTOCOL_FEATURES: once per connection
         print(f"host: QEMU trace: {conns} vhost-user connections, GET_INFLIGHT_FD sent {get} times, "
               f"SET_INFLIGHT_FD sent {set_} times")
         if require_inflight and set_ < len(kills) + 1:

@@ -48,7 +48,8 @@ IMG=$W/disk.img SOCK=$W/vblk.sock GLOG=$W/guest-crash.log DLOG=$W/daemon.log
 PID="" GPID="" PHASE="setup"
 cleanup() {
     local rc=$?
-    if [ -n "$GPID" ]; then kill "$GPID" 2>/dev/null; wait "$GPID" 2>/dev/null; fi
+    # run-guest.sh leads its own process group (setsid): QEMU goes with it.
+    if [ -n "$GPID" ]; then kill -TERM -- "-$GPID" 2>/dev/null; wait "$GPID" 2>/dev/null; fi
     if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi
     if [ $rc != 0 ]; then
         echo "e2e-crash ($DAEMON, seed $SEED): FAILED during $PHASE" >&2
@@ -72,7 +73,7 @@ serve() {
     if [ "$DAEMON" = vblk ]; then
         # shellcheck disable=SC2086
         RUST_LOG=${RUST_LOG:-debug} "$VBLK" serve --image "$IMG" --vhost-user "$SOCK" --num-queues 2 \
-            ${VBLK_CRASH_OPTS:-} 2>>"$DLOG" &
+            ${VBLK_CRASH_OPTS:-} >>"$DLOG" 2>&1 &
     else
         qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$IMG" \
             --export "type=vhost-user-blk,id=e0,node-name=f,addr.type=unix,addr.path=$SOCK,writable=on,num-queues=2" \
@@ -91,7 +92,7 @@ t_all=$(now)
 PHASE="the first daemon start"
 serve
 PHASE="the guest's boot"
-"$HERE/run-guest.sh" --transport vhost-user --socket "$SOCK" --test crash --reconnect --trace "$W/qemu-trace.log" \
+setsid "$HERE/run-guest.sh" --transport vhost-user --socket "$SOCK" --test crash --reconnect --trace "$W/qemu-trace.log" \
     --log "$GLOG" --timeout $((SECS + 150)) --append "vblk.crash_secs=$SECS vblk.crash_writers=4" \
     >"$W/run-guest.out" 2>&1 &
 GPID=$!
@@ -110,7 +111,7 @@ slot_ms=$(( (SECS - 4) * 1000 / KILLS ))
 for k in $(seq "$KILLS"); do
     PHASE="kill $k"
     at_ms=$(( 1000 + (k - 1) * slot_ms + (RANDOM * 32768 + RANDOM) % (slot_ms - 1500) ))
-    wait_s=$(awk -v a="$t_go" -v b="$EPOCHREALTIME" -v t="$at_ms" 'BEGIN { d = t / 1000 - (b - a); printf "%.3f", d > 0 ? d : 0 }')
+    wait_s=$(awk -v a="$t_go" -v b="$EPOCHREALTIME" -v t="$at_ms" 'BEGIN { d = t / 1000 - (b - a); printf "%.3f", (d > 0) ? d : 0 }')
     sleep "$wait_s"
     guest_running || { echo "e2e-crash: the guest ended before kill $k" >&2; break; }
     if grep -q "CRASH-WRITERS-DONE" "$GLOG"; then

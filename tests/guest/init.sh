@@ -94,7 +94,7 @@ dmesg_check() {
         echo "$bad" | sed 's/^/DMESG: /' | head -n 20
         fail "dmesg shows $(echo "$bad" | wc -l) I/O error line(s), first: $(echo "$bad" | head -n 1)"
     fi
-    say "dmesg clean: no I/O error lines"
+    say "dmesg clean: no block-layer or virtio_blk errors"
 }
 [ "$(arg vblk.inject)" = dmesg ] && echo "vblk-test: injected fake error: I/O error, dev vda, sector 8 op 0x0:(READ) flags 0x0" >/dev/kmsg
 
