@@ -63,13 +63,13 @@ verify_all() {
 # fio (from the bookworm chroot, --with-fio) through its own loader.
 fio() { LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /lib64/ld-linux-x86-64.so.2 /usr/bin/fio "$@"; }
 # fio's regions, clear of the pattern blocks (0..4 KiB, the middle, the end of
-# a >= 64 MiB disk): two direct libaio jobs of 8 MiB each from 1 MiB
+# a >= 64 MiB disk): two direct libaio jobs of 12 MiB each from 1 MiB
 # (offset_increment gives each job its own region) and a buffered psync job of
-# 4 MiB at 17 MiB. Random block sizes 4..64 KiB, crc32c verify headers; the
+# 6 MiB at 25 MiB. Random block sizes 4..64 KiB, crc32c verify headers; the
 # same arguments replay the same offsets and sizes (randrepeat) for
 # --verify_only after the reboot.
-FIO_DIRECT="--name=direct --filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bsrange=4k-64k --iodepth=32 --numjobs=2 --offset=1M --size=8M --offset_increment=8M --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1 --group_reporting"
-FIO_BUFFERED="--name=buffered --filename=/dev/vda --ioengine=psync --direct=0 --rw=randwrite --bsrange=4k-32k --offset=17M --size=4M --end_fsync=1 --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1"
+FIO_DIRECT="--name=direct --filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bsrange=4k-64k --iodepth=32 --numjobs=2 --offset=1M --size=12M --offset_increment=12M --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1 --group_reporting"
+FIO_BUFFERED="--name=buffered --filename=/dev/vda --ioengine=psync --direct=0 --rw=randwrite --bsrange=4k-32k --offset=25M --size=6M --end_fsync=1 --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1"
 # run_fio LABEL ARGS...: fails the test (with fio's last lines) unless fio
 # exits 0 and reports no verify or I/O error.
 run_fio() {

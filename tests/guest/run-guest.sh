@@ -104,6 +104,7 @@ secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 what="guest $TEST ($TRANSPORT, $MODE)"
 if grep -q "VBLK-TEST: PASS $TEST" "$LOG" && ! grep -q "VBLK-TEST: FAIL" "$LOG"; then
     echo "$what: PASS in ${secs}s (log $LOG)"
+    grep -E "^VBLK-TEST: (fio|dmesg|crash:)" "$LOG" | sed 's/^VBLK-TEST: /  guest: /' || true
     exit 0
 fi
 if grep -q "VBLK-TEST: FAIL" "$LOG"; then why=$(grep -m1 "VBLK-TEST: FAIL" "$LOG")
