@@ -80,7 +80,10 @@ run_fio() {
     fio "$@" >/tmp/fio.out 2>&1
     rc=$?
     if [ $rc != 0 ] || grep -q -i -E "verify: bad|bad magic|crc32c: verify failed|io_u error|err= *[1-9]" /tmp/fio.out; then
-        sed 's/^/FIO: /' /tmp/fio.out | grep -v "^FIO: *$" | tail -n 25
+        # The verify/error lines first (fio prints them before its long summary).
+        grep -i -E "verify|crc|bad|error|err=" /tmp/fio.out | head -n 12 | sed 's/^/FIO: /'
+        echo "FIO: ..."
+        grep -E "issued rwts|READ:|WRITE:" /tmp/fio.out | sed 's/^/FIO: /'
         fail "fio $label failed (exit $rc)"
     fi
     say "fio $label ok in $(echo "$(cut -d' ' -f1 /proc/uptime) $up0" | awk '{ printf "%.1f", $1 - $2 }')s: $(grep -o -E '(READ|WRITE): bw=[^,]*' /tmp/fio.out | tr '\n' ' ')"
