@@ -27,6 +27,10 @@
 #   VBLK_CRASH_REQUIRE_INFLIGHT=1|0   fail when QEMU did not use the inflight
 #                   region (default 1 for vblk, 0 for qsd)
 #   VBLK_E2E_KEEP=1 keep the work directory even on success
+#   VBLK_CRASH_INJECT=lost|hang   show that the checks can fail: lost makes the
+#                   guest zero one acknowledged block before its read-back;
+#                   hang SIGSTOPs the daemon instead of the first kill (the
+#                   guest's watchdog, shortened to 15 s, must report a hang)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -35,6 +39,14 @@ VBLK=${VBLK:-$ROOT/target/release/vblk}
 SECS=${VBLK_CRASH_SECS:-30}
 KILLS=${VBLK_CRASH_KILLS:-3}
 SEED=${VBLK_CRASH_SEED:-$(( $(date +%s%N) % 32768 ))}
+INJECT=${VBLK_CRASH_INJECT:-}
+APPEND="vblk.crash_secs=$SECS vblk.crash_writers=4"
+case "$INJECT" in
+    "") ;;
+    lost) APPEND="$APPEND vblk.inject=lost" ;;
+    hang) APPEND="$APPEND vblk.crash_stall=15" ;;
+    *) echo "e2e-crash: VBLK_CRASH_INJECT must be lost or hang" >&2; exit 2 ;;
+esac
 case "$DAEMON" in
     vblk) [ -x "$VBLK" ] || { echo "e2e-crash: $VBLK missing: run cargo build --release" >&2; exit 1; }
           REQUIRE=${VBLK_CRASH_REQUIRE_INFLIGHT:-1} ;;
@@ -93,7 +105,7 @@ PHASE="the first daemon start"
 serve
 PHASE="the guest's boot"
 setsid "$HERE/run-guest.sh" --transport vhost-user --socket "$SOCK" --test crash --reconnect --trace "$W/qemu-trace.log" \
-    --log "$GLOG" --timeout $((SECS + 150)) --append "vblk.crash_secs=$SECS vblk.crash_writers=4" \
+    --log "$GLOG" --timeout $((SECS + 150)) --append "$APPEND" \
     >"$W/run-guest.out" 2>&1 &
 GPID=$!
 for _ in $(seq 1200); do
@@ -118,6 +130,13 @@ for k in $(seq "$KILLS"); do
         echo "e2e-crash: the workload ended before kill $k (guest slower than ${SECS}s?)" >&2; exit 1
     fi
     lines=$(wc -l <"$GLOG") acks=$(grep -c "VBLK-ACK" "$GLOG" || true)
+    if [ "$INJECT" = hang ]; then
+        kill -STOP "$PID"
+        echo "   INJECTED: SIGSTOP instead of kill $k, after $acks acknowledged writes; the daemon stays stopped"
+        while guest_running && ! grep -q "VBLK-TEST: FAIL" "$GLOG"; do sleep 0.5; done
+        kill -KILL "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+        break
+    fi
     kill -KILL "$PID"
     wait "$PID" 2>/dev/null || true
     echo "--- SIGKILL $k $(date +%T.%N)" >>"$DLOG"
@@ -131,7 +150,7 @@ grc=0
 wait "$GPID" || grc=$?
 GPID=""
 cat "$W/run-guest.out"
-kill -TERM "$PID"; wait "$PID" || true; PID=""
+if [ -n "$PID" ]; then kill -TERM "$PID"; wait "$PID" || true; PID=""; fi
 PHASE="the host's checks"
 hrc=0
 req=()

@@ -206,6 +206,11 @@ crash)
         [ -f /tmp/w$w.failed ] && fail "writer $w: the write of seq $(cat /tmp/w$w.failed) failed: $(tr '\n' ' ' </tmp/w$w.err)"
         w=$((w + 1))
     done
+    if [ "$(arg vblk.inject)" = lost ]; then
+        # Show that the read-back can fail: lose an acknowledged block.
+        dd if=/dev/zero of=/dev/vda bs=4096 seek=$(( 2 * RB + 5 )) count=1 oflag=direct conv=fsync 2>/dev/null
+        say "INJECTED: zeroed writer 1's acknowledged block seq 5"
+    fi
     # Every acknowledged block, read back with O_DIRECT.
     total=0 w=0
     while [ $w -lt $NW ]; do
