@@ -65,7 +65,10 @@ cleanup() {
     if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi
     if [ $rc != 0 ]; then
         echo "e2e-crash ($DAEMON, seed $SEED): FAILED during $PHASE" >&2
-        if [ -s "$GLOG" ]; then echo "----- the guest's last lines ($GLOG) -----" >&2; tail -n 15 "$GLOG" >&2; fi
+        if [ -s "$GLOG" ]; then
+            echo "----- the guest's last lines other than VBLK-ACK ($GLOG) -----" >&2
+            grep -v "^VBLK-ACK" "$GLOG" | tail -n 15 >&2
+        fi
         echo "----- $DAEMON's log ($DLOG) ends with -----" >&2
         grep -v -E "^\s*$" "$DLOG" 2>/dev/null | tail -n 15 >&2 || true
         echo "e2e-crash: work directory kept: $W" >&2
@@ -132,6 +135,7 @@ for k in $(seq "$KILLS"); do
     lines=$(wc -l <"$GLOG") acks=$(grep -c "VBLK-ACK" "$GLOG" || true)
     if [ "$INJECT" = hang ]; then
         kill -STOP "$PID"
+        echo "kill $k line $lines acks $acks at $(since "$t_go")s (SIGSTOP, injected)" >>"$W/kills.txt"
         echo "   INJECTED: SIGSTOP instead of kill $k, after $acks acknowledged writes; the daemon stays stopped"
         while guest_running && ! grep -q "VBLK-TEST: FAIL" "$GLOG"; do sleep 0.5; done
         kill -KILL "$PID"; wait "$PID" 2>/dev/null || true; PID=""

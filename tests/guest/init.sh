@@ -194,7 +194,7 @@ crash)
         [ $done_n = $NW ] && break
         if [ "$prog" = "$last" ]; then still=$((still + 1)); else still=0; last=$prog; fi
         if [ $still -ge $STALL ]; then
-            dmesg | grep -E "I/O error|virtio|blk" | tail -n 10 | sed 's/^/DMESG: /'
+            dmesg | grep -E "I/O error|virtio_blk|vda" | tail -n 10 | sed "s/^/DMESG: /"
             fail "hang: no write completed for ${STALL}s (blocks acknowledged per writer:$prog)"
         fi
         sleep 1
