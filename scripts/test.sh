@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: set up what is missing and run the whole test suite.
 #   format check, clippy -D warnings, unit/property/integration tests (nextest),
-#   real-guest tests (vhost-user under QEMU 7.2, vfio-user under QEMU 11 in
-#   three modes), and a quick benchmark that fails only on a collapse.
+#   real-guest tests (vhost-user under QEMU 7.2 with fio verify on two cache
+#   settings, a crash-and-reconnect test, vfio-user under QEMU 11 in three
+#   modes), and a quick benchmark that fails only on a collapse.
 # Environment: VBLK_SKIP_GUEST=1 skips the guest tests, VBLK_SKIP_BENCH=1 the benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ if [ "${VBLK_SKIP_GUEST:-0}" != 1 ]; then
     "$ROOT/scripts/setup-guest-env.sh"
     step "real guest over vhost-user-blk (QEMU 7.2)"
     "$ROOT/tests/guest/e2e.sh"
+    step "crash and reconnect: SIGKILL the vhost-user daemon 3 times under a writing guest (QEMU 7.2)"
+    "$ROOT/tests/guest/e2e-crash.sh"
     if [ -x "$ROOT/tests/guest/e2e-vfio-user.sh" ]; then
         step "real guest over vfio-user (QEMU 11): modern/MSI-X, legacy, INTx"
         "$ROOT/tests/guest/e2e-vfio-user.sh"
