@@ -21,6 +21,7 @@ pub const BUFS: u64 = 0x10_0000;
 pub const DISK: u64 = 1 << 20;
 
 pub struct Rig<B> {
+    pub dev: Arc<BlkDevice>,
     pub mem: GuestMemoryMmap,
     pub atomic: GuestMemoryAtomic<GuestMemoryMmap>,
     pub backend: Arc<B>,
@@ -58,6 +59,7 @@ impl<B: Backend + 'static> Rig<B> {
         ));
         let runners = Runners::new(&dev, 0, opts).unwrap();
         Rig {
+            dev: dev.clone(),
             mem,
             atomic,
             backend,
@@ -153,6 +155,16 @@ impl<B: Backend + 'static> Rig<B> {
 }
 
 impl<B> Rig<B> {
+    /// Queue 0's counter `name`.
+    pub fn dev_stat(&self, name: &str) -> u64 {
+        self.dev.stats().queues[0]
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
     /// Used element `i` (id, len).
     pub fn used_elem(&self, i: u16) -> (u32, u32) {
         let at = USED + 4 + 8 * u64::from(i % QSIZE);
