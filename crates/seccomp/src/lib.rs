@@ -304,6 +304,8 @@ fn base(l: &mut List) {
     // send(2) on a connected socket (signal-hook's wake-up, vfio-user
     // replies): never to an address.
     l.allow_if(sys!(SYS_sendto), &[Cond::Null(4)]);
+    // std checks that an fd is open before closing it (debug builds).
+    l.allow_if(sys!(SYS_fcntl), &[Cond::Eq(1, libc::F_GETFD as u64)]);
 }
 
 /// A queue runner: wait on eventfds, drive io_uring or synchronous I/O.
@@ -389,9 +391,12 @@ fn ioctls() -> Vec<Cond> {
     .collect()
 }
 
+fn fcntls() -> Vec<Cond> {
+    FCNTL.iter().map(|&c| Cond::Eq(1, c as u64)).collect()
+}
+
 fn fds(l: &mut List) {
-    let f: Vec<Cond> = FCNTL.iter().map(|&c| Cond::Eq(1, c as u64)).collect();
-    l.allow_if(sys!(SYS_fcntl), &f);
+    l.allow_if(sys!(SYS_fcntl), &fcntls());
     l.allow_if(sys!(SYS_ioctl), &ioctls());
     for s in [
         sys!(SYS_dup),
@@ -442,9 +447,16 @@ fn unix_server(l: &mut List) {
 /// vhost-user: the inflight region is a memfd the back end creates.
 fn vhost_protocol(l: &mut List) {
     unix_server(l);
-    for s in [sys!(SYS_memfd_create), sys!(SYS_ftruncate)] {
+    for s in [
+        sys!(SYS_memfd_create),
+        sys!(SYS_ftruncate),
+        // A front end's eventfd is checked through /proc/self/fd/N.
+        sys!(SYS_readlinkat),
+    ] {
         l.allow(s);
     }
+    #[cfg(target_arch = "x86_64")]
+    l.allow(sys!(SYS_readlink));
 }
 
 /// The end of `serve`: the final flush, and the socket files removed if
@@ -474,6 +486,7 @@ fn list(kind: ThreadKind) -> List {
         ThreadKind::Control => {
             unix_server(&mut l);
             l.allow_if(sys!(SYS_ioctl), &ioctls());
+            l.allow_if(sys!(SYS_fcntl), &fcntls());
             #[cfg(target_arch = "x86_64")]
             l.allow(sys!(SYS_poll));
             l.allow(sys!(SYS_ppoll));
