@@ -378,6 +378,8 @@ const BLKSSZGET: u64 = 0x1268;
 const BLKPBSZGET: u64 = 0x127b;
 const BLKGETSIZE64: u64 = 0x8008_1272;
 
+// FIONBIO/FIOCLEX are c_ulong with glibc, c_int with musl.
+#[allow(clippy::unnecessary_cast)]
 fn ioctls() -> Vec<Cond> {
     [
         libc::FIONBIO as u64,
