@@ -61,7 +61,7 @@ enum Aio {
 enum Seccomp {
     /// A system call outside the thread's allow-list kills the daemon (SIGSYS).
     Kill,
-    /// It goes through and the kernel logs it (audit / kernel log: `type=SECCOMP ... syscall=N`).
+    /// It goes through and the kernel logs it (`dmesg`: `audit: type=1326 ... syscall=N`; auditd: `type=SECCOMP`).
     Log,
     /// No seccomp filter.
     Off,
