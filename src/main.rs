@@ -57,6 +57,16 @@ enum Aio {
     IoUring,
 }
 
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+enum Seccomp {
+    /// A system call outside the thread's allow-list kills the daemon (SIGSYS).
+    Kill,
+    /// It goes through and the kernel logs it (`dmesg`: `audit: type=1326 ... syscall=N`; auditd: `type=SECCOMP`).
+    Log,
+    /// No seccomp filter.
+    Off,
+}
+
 #[derive(Args)]
 struct ServeArgs {
     /// Disk image: a raw file or block device, or `null:SIZE` (reads return zeroes, writes are dropped).
@@ -116,6 +126,12 @@ struct ServeArgs {
     /// Serve counters on this UNIX socket (read them with `vblk stats --socket`).
     #[arg(long, value_name = "SOCKET")]
     control: Option<PathBuf>,
+    /// seccomp-bpf allow-lists, one per thread kind (control, vhost-user,
+    /// vfio-user, queue), installed before the first front end connects.
+    /// `log` lets a call outside the list through and logs it (find it with
+    /// `dmesg` / `journalctl -k` / `ausearch -m SECCOMP`).
+    #[arg(long, value_enum, default_value_t = Seccomp::Kill)]
+    seccomp: Seccomp,
 }
 
 #[derive(Args)]
@@ -212,6 +228,17 @@ fn open_backend(a: &ServeArgs) -> Result<Arc<dyn Backend>, String> {
     Ok(Arc::new(b))
 }
 
+/// Wait for a thread's seccomp filter to be in place.
+fn thread_ready(
+    rx: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    what: &str,
+) -> Result<(), String> {
+    match rx.recv() {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the {what} thread died at start")),
+    }
+}
+
 /// Serve the counters: each connection gets one JSON document. The path is
 /// taken like the vhost-user socket's: only a stale socket is replaced. The
 /// returned socket removes its file when dropped, if the file is still ours.
@@ -222,9 +249,16 @@ fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSoc
         .try_clone()
         .and_then(|l| l.set_nonblocking(false).map(|()| l))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("vblk-control".into())
         .spawn(move || {
+            let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
+            let failed = r.is_err();
+            let _ = ready_tx.send(r);
+            if failed {
+                return;
+            }
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let doc = stats.to_json().to_string();
@@ -233,6 +267,7 @@ fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSoc
             }
         })
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    thread_ready(ready_rx, "control")?;
     Ok(bound)
 }
 
@@ -287,6 +322,12 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         if cfg.read_only { ", read-only" } else { "" }
     );
     let device = Arc::new(BlkDevice::new(cfg, backend.clone()));
+    vblk_seccomp::configure(match a.seccomp {
+        Seccomp::Kill => vblk_seccomp::Mode::Kill,
+        Seccomp::Log => vblk_seccomp::Mode::Log,
+        Seccomp::Off => vblk_seccomp::Mode::Off,
+    })
+    .map_err(|e| e.to_string())?;
     let control = match &a.control {
         Some(c) => Some(start_control(c, device.stats().clone())?),
         None => None,
@@ -308,9 +349,16 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             signal_hook::consts::SIGTERM,
         ])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("vblk-signals".into())
             .spawn(move || {
+                let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
+                let failed = r.is_err();
+                let _ = ready_tx.send(r);
+                if failed {
+                    return;
+                }
                 if let Some(sig) = signals.forever().next() {
                     log::info!("signal {sig}: finishing in-flight requests and shutting down");
                     shutdown.store(true, Ordering::SeqCst);
@@ -318,11 +366,16 @@ fn serve(a: ServeArgs) -> Result<(), String> {
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        thread_ready(ready_rx, "signal")?;
     }
+    // Everything is open: from here on the main thread and every thread it
+    // starts run under the main filter (each kind narrows it further).
+    vblk_seccomp::enter(vblk_seccomp::ThreadKind::Main).map_err(|e| e.to_string())?;
 
     let runner = RunnerOptions {
         poll: Duration::from_micros(a.poll_us),
         max_batch: usize::from(a.batch),
+        thread_hook: vblk_seccomp::thread_hook(vblk_seccomp::ThreadKind::Queue),
         ..RunnerOptions::default()
     };
     let result = if let Some(sock) = &a.vhost_user {
