@@ -492,13 +492,19 @@ fn dma_unmap_waits_for_in_flight_io() {
     b.bar_wr(MODERN, notify, 2, 0);
     let t = Instant::now();
     while disk.in_kernel() == 0 {
-        assert!(t.elapsed() < Duration::from_secs(5), "the read never started");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the read never started"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     b.dma_unmap(DmaUnmapFlags::NONE, 0, ram.size).unwrap();
     // When the unmap is answered nothing is in flight, and the read landed.
     assert_eq!(disk.in_kernel(), 0);
-    assert!(t.elapsed() >= Duration::from_millis(250), "unmap did not wait");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "unmap did not wait"
+    );
     assert_eq!(status_byte(&ram.mem, st), 0);
     assert_eq!(read_bytes(&ram.mem, buf, 512), vec![0x3c; 512]);
     assert_eq!(ring.used_idx(&ram.mem), 1);
