@@ -208,6 +208,16 @@ impl Point {
             self.qd
         )
     }
+
+    /// The workload and QD alone (for tables whose other columns say the
+    /// rest); no `|`, so it fits in a markdown cell.
+    pub fn short(&self) -> String {
+        format!(
+            "{} QD{}",
+            if self.write { "randwrite" } else { "randread" },
+            self.qd
+        )
+    }
 }
 
 #[cfg(test)]

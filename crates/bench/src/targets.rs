@@ -124,7 +124,7 @@ pub fn render(rows: &[Row]) -> String {
                 s,
                 "| {} | {} | {} | {} |",
                 t.name,
-                pair[0].point.label(),
+                pair[0].point.short(),
                 cell(pair[0]),
                 pair.get(1).map_or("-".into(), |v| cell(v))
             );
@@ -252,6 +252,10 @@ mod tests {
         assert_eq!(v.len(), 10);
         let t = render(&rows);
         assert!(t.contains("1.50× met | 1.20× **not met**"), "{t}");
+        // Every line has the table's four columns.
+        let lines: Vec<&str> = t.lines().take_while(|l| !l.is_empty()).collect();
+        assert!(lines.iter().all(|l| l.matches('|').count() == 5), "{t}");
+        assert!(t.contains("| randwrite QD128 |"), "{t}");
         assert!(t.contains("Against qsd: 3 of 5 checks met."), "{t}");
     }
 
