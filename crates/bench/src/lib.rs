@@ -60,12 +60,26 @@ pub fn main(args: BenchArgs) -> Result<(), String> {
     let c = report.collapses();
     if !c.is_empty() {
         eprintln!(
-            "bench: vblk collapsed below half of {} (the collapse reference) at:\n  {}",
+            "bench: vblk under half of {} (the collapse reference) at:\n  {}",
             targets::COLLAPSE_REFERENCE.name(),
             c.join("\n  ")
         );
         if args.fail_on_collapse {
-            return Err(format!("{} collapsed point(s)", c.len()));
+            // Fail only if it happens again with fresh daemons: one
+            // disturbed measurement on a shared machine is not a collapse.
+            eprintln!("bench: measuring those points again with fresh daemons");
+            let mut again = opts.clone();
+            again.points = targets::collapsed_points(&report.rows);
+            let second = run(&again, invocation())?;
+            let confirmed = targets::confirmed_collapses(&report.rows, &second.rows);
+            if !confirmed.is_empty() {
+                eprintln!(
+                    "bench: collapse confirmed at:\n  {}",
+                    confirmed.join("\n  ")
+                );
+                return Err(format!("{} collapsed point(s)", confirmed.len()));
+            }
+            eprintln!("bench: not confirmed on the second measurement; not a collapse");
         }
     }
     eprintln!(

@@ -71,6 +71,9 @@ pub struct BenchOptions {
     pub backends: Vec<Backend>,
     /// Only points whose label contains this.
     pub filter: Option<String>,
+    /// Only these points (empty: every selected one); the collapse check
+    /// re-measures with it.
+    pub points: Vec<Point>,
     /// CPUs for the daemons and for the client (default: CPU 0 for the
     /// daemon, every other CPU for the client).
     pub daemon_cpus: Option<Vec<usize>>,
@@ -96,6 +99,7 @@ impl BenchOptions {
             secs: None,
             backends: Vec::new(),
             filter: None,
+            points: Vec::new(),
             daemon_cpus: None,
             client_cpus: None,
             vblk_args: Vec::new(),

@@ -78,14 +78,23 @@ fn point(c: Config, (write, qd): (bool, usize)) -> Point {
     }
 }
 
-/// The groups `--only` and `--filter` leave, without empty ones.
-pub fn select(quick: bool, backends: &[Backend], filter: Option<&str>) -> Vec<Group> {
+/// The groups `--only`, `--filter` and an explicit point list leave,
+/// without empty ones.
+pub fn select(
+    quick: bool,
+    backends: &[Backend],
+    filter: Option<&str>,
+    only: &[Point],
+) -> Vec<Group> {
     groups(quick)
         .into_iter()
         .filter(|(c, _)| backends.is_empty() || backends.contains(&c.backend))
         .filter_map(|(c, mut pts)| {
             if let Some(f) = filter {
                 pts.retain(|&wq| point(c, wq).label().contains(f));
+            }
+            if !only.is_empty() {
+                pts.retain(|&wq| only.contains(&point(c, wq)));
             }
             (!pts.is_empty()).then_some((c, pts))
         })
@@ -126,7 +135,12 @@ pub fn run(opts: &BenchOptions, invocation: String) -> Result<Report, String> {
         return Err(format!("{}: no such vblk binary", opts.vblk.display()));
     }
     daemons::ensure_qsd(opts)?;
-    let sel = select(opts.quick, &opts.backends, opts.filter.as_deref());
+    let sel = select(
+        opts.quick,
+        &opts.backends,
+        opts.filter.as_deref(),
+        &opts.points,
+    );
     if sel.is_empty() {
         return Err("--only/--filter left no point to measure".into());
     }
@@ -341,7 +355,7 @@ mod tests {
 
     #[test]
     fn full_set_has_disk_at_every_qd() {
-        let g = select(false, &[Backend::Direct], None);
+        let g = select(false, &[Backend::Direct], None, &[]);
         assert_eq!(g.len(), 2);
         assert_eq!(count(&g), 12);
         assert_eq!(count(&groups(false)), 2 * 4 * 6 + 2 * 6);
@@ -349,14 +363,20 @@ mod tests {
 
     #[test]
     fn only_and_filter_select() {
-        let g = select(false, &[Backend::Null], Some("| 1 | event | randread"));
+        let g = select(false, &[Backend::Null], Some("| 1 | event | randread"), &[]);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].1, vec![(false, 1), (false, 32), (false, 128)]);
-        assert!(select(true, &[], Some("no such point")).is_empty());
-        let g = select(true, &[], Some("randwrite | 32"));
+        assert!(select(true, &[], Some("no such point"), &[]).is_empty());
+        let g = select(true, &[], Some("randwrite | 32"), &[]);
         assert!(g
             .iter()
             .all(|(_, p)| p.iter().all(|&(w, qd)| w && qd == 32)));
         assert_eq!(count(&g), 3);
+        // An explicit point list: exactly that point ("randread | 1" alone
+        // would also match QD128).
+        let one = point(cfg(Backend::Null, 1, false), (false, 1));
+        let g = select(true, &[], None, &[one]);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].1, vec![(false, 1)]);
     }
 }

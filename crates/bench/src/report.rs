@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::daemons::{Daemon, POLL_US};
 use crate::measure::{Figures, WARMUP};
 use crate::options::Point;
+use crate::points::{MAX_ATTEMPTS, MAX_OTHER_LOAD};
 use crate::targets;
 
 /// Median and range of one figure over the runs.
@@ -113,6 +114,15 @@ impl Row {
         self.ratio(reference, CPU).median
     }
 
+    /// Whether any of this row's measurements ran while other processes
+    /// used more than [`MAX_OTHER_LOAD`] CPUs (after every retry).
+    pub fn disturbed(&self) -> bool {
+        self.runs
+            .iter()
+            .flatten()
+            .any(|f| f.other_load > MAX_OTHER_LOAD)
+    }
+
     fn failed(&self, d: Daemon) -> u64 {
         self.figures(d).iter().map(|f| f.failed).sum()
     }
@@ -147,6 +157,9 @@ const HEADER: &str = "| backend | queues | completion | workload | QD \
 /// One table line.
 pub fn format_row(r: &Row) -> String {
     let mut s = format!("| {}", r.point.label());
+    if r.disturbed() {
+        s.push_str(" ⚠");
+    }
     for d in Daemon::ALL {
         let n = r.failed(d);
         if n > 0 {
@@ -228,6 +241,14 @@ impl Report {
                 ""
             },
             POLL_US * 1000,
+        );
+        let disturbed = self.rows.iter().filter(|r| r.disturbed()).count();
+        let _ = writeln!(
+            s,
+            "* ⚠ marks a row where at least one measurement ran while other processes used more than \
+             {MAX_OTHER_LOAD:.2} CPUs even after {MAX_ATTEMPTS} attempts (the least disturbed attempt is kept): \
+             {disturbed} of {} rows.",
+            self.rows.len()
         );
         if let Some(img) = &self.disk_image {
             let _ = writeln!(
@@ -415,6 +436,19 @@ pub(crate) mod tests {
         );
         assert!(lines[3].contains("**1.50 (1.00–2.00)**"), "{t}");
         assert!(lines[3].starts_with("| disk file, O_DIRECT | 1 | event | randwrite | 32 |"));
+    }
+
+    #[test]
+    fn disturbed_rows_are_marked() {
+        let mut r = row(
+            point(Backend::Null, false, false, 1),
+            &[1.0],
+            &[1.0],
+            &[1.0],
+        );
+        assert!(!format_row(&r).contains('⚠'));
+        r.runs[Daemon::Qsd.index()][0].other_load = 0.5;
+        assert!(format_row(&r).starts_with("| null | 1 | event | randread | 1 ⚠ |"));
     }
 
     #[test]

@@ -101,6 +101,17 @@ pub fn evaluate(rows: &[Row]) -> Vec<Verdict> {
     v
 }
 
+/// `ratio` with two decimals, or three where two would print the bound
+/// itself for a value on the other side of it.
+fn show_ratio(ratio: f64, bound: f64) -> String {
+    let two = format!("{ratio:.2}");
+    if ratio != bound && two == format!("{bound:.2}") {
+        format!("{ratio:.3}")
+    } else {
+        two
+    }
+}
+
 /// The targets table: one line per (target, point), a column per
 /// reference with the ratio and met / not met; targets without a measured
 /// point are listed as such.
@@ -115,8 +126,8 @@ pub fn render(rows: &[Row]) -> String {
         for pair in mine.chunks(Daemon::REFERENCES.len()) {
             let cell = |v: &Verdict| {
                 format!(
-                    "{:.2}× {}",
-                    v.ratio,
+                    "{}× {}",
+                    show_ratio(v.ratio, t.bound),
                     if v.met { "met" } else { "**not met**" }
                 )
             };
@@ -153,11 +164,36 @@ pub fn render(rows: &[Row]) -> String {
 /// other people's load rather than on vblk.
 pub const COLLAPSE_REFERENCE: Daemon = Daemon::Qsd;
 
-/// Points where vblk fell under half of [`COLLAPSE_REFERENCE`]'s IOPS (the
-/// median of the per-run ratios). CI fails only on these.
+fn collapsed(r: &Row) -> bool {
+    r.iops_ratio(COLLAPSE_REFERENCE) < 0.5
+}
+
+/// The points where vblk fell under half of [`COLLAPSE_REFERENCE`]'s IOPS
+/// (the median of the per-run ratios).
+pub fn collapsed_points(rows: &[Row]) -> Vec<Point> {
+    rows.iter()
+        .filter(|r| collapsed(r))
+        .map(|r| r.point)
+        .collect()
+}
+
+/// The collapses of `again` (a re-measurement of [`collapsed_points`] with
+/// fresh daemons) at points that also collapsed in `first`: what CI fails
+/// on, so that one disturbed measurement on a shared machine does not.
+pub fn confirmed_collapses(first: &[Row], again: &[Row]) -> Vec<String> {
+    let before = collapsed_points(first);
+    let rows: Vec<Row> = again
+        .iter()
+        .filter(|r| before.contains(&r.point))
+        .cloned()
+        .collect();
+    collapses(&rows)
+}
+
+/// Where vblk fell under half of [`COLLAPSE_REFERENCE`]'s IOPS, described.
 pub fn collapses(rows: &[Row]) -> Vec<String> {
     rows.iter()
-        .filter(|r| r.iops_ratio(COLLAPSE_REFERENCE) < 0.5)
+        .filter(|r| collapsed(r))
         .map(|r| {
             format!(
                 "{}: vblk {:.0} vs {} {:.0} IOPS ({:.2}×)",
@@ -190,6 +226,34 @@ mod tests {
             collapses(&[row(p, &[10.0, 20.0, 95.0], &[100.0; 3], &[100.0; 3])]).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_collapse_must_repeat() {
+        let p = point(Backend::Null, false, false, 32);
+        let q = point(Backend::Null, false, false, 1);
+        let first = [
+            row(p, &[10.0], &[100.0], &[100.0]),
+            row(q, &[10.0], &[100.0], &[100.0]),
+        ];
+        assert_eq!(collapsed_points(&first), vec![p, q]);
+        // p recovered on the re-measurement, q did not.
+        let again = [
+            row(p, &[90.0], &[100.0], &[100.0]),
+            row(q, &[40.0], &[100.0], &[100.0]),
+        ];
+        let c = confirmed_collapses(&first, &again);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].contains("randread | 1:"), "{c:?}");
+        // A point that was fine at first is not a confirmed collapse.
+        assert!(confirmed_collapses(&first[..1], &again[1..]).is_empty());
+    }
+
+    #[test]
+    fn ratios_at_the_bound_are_not_rounded_onto_it() {
+        assert_eq!(show_ratio(0.998, 1.0), "0.998");
+        assert_eq!(show_ratio(1.0, 1.0), "1.00");
+        assert_eq!(show_ratio(1.234, 1.0), "1.23");
     }
 
     #[test]
