@@ -38,7 +38,7 @@ enum Command {
     /// Print the counters of a running `vblk serve --control SOCKET`.
     Stats(StatsArgs),
     /// Benchmark vblk against qemu-storage-daemon over vhost-user-blk (host side, libblkio).
-    Bench(BenchArgs),
+    Bench(vblk_bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -142,22 +142,6 @@ struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Run a short subset (about a minute).
-    #[arg(long)]
-    quick: bool,
-    /// The vblk binary to benchmark (default: this one).
-    #[arg(long, value_name = "PATH")]
-    vblk: Option<PathBuf>,
-    /// Directory for the report (table, JSON, plot).
-    #[arg(long, value_name = "DIR", default_value = "target/bench")]
-    out: PathBuf,
-    /// Exit with an error if vblk falls under half of qemu-storage-daemon at any point.
-    #[arg(long)]
-    fail_on_collapse: bool,
 }
 
 /// Default largest virtqueue over vhost-user: front ends choose the size
@@ -423,19 +407,6 @@ fn stats(a: StatsArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(a: BenchArgs) -> Result<(), String> {
-    let vblk = match a.vblk {
-        Some(p) => p,
-        None => std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?,
-    };
-    vblk_bench::main(vblk_bench::CliOptions {
-        quick: a.quick,
-        vblk,
-        out: a.out,
-        fail_on_collapse: a.fail_on_collapse,
-    })
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
@@ -444,7 +415,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Command::Serve(a) => serve(a),
         Command::Stats(a) => stats(a),
-        Command::Bench(a) => bench(a),
+        Command::Bench(a) => vblk_bench::main(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
