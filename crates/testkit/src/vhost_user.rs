@@ -11,6 +11,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::{
@@ -281,6 +283,66 @@ impl RawConn {
     }
 }
 
+/// Connect to a UNIX socket, giving up after `limit`: a daemon that
+/// stopped accepting lets its backlog fill, and a plain connect(2) then
+/// blocks for ever.
+pub fn connect_timeout(path: &Path, limit: Duration) -> io::Result<UnixStream> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid; the path is copied in below
+    // within its bounds (checked).
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::other("socket path too long"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the result is checked and owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns.
+    let sock = unsafe { UnixStream::from_raw_fd(fd) };
+    let t = Instant::now();
+    loop {
+        // SAFETY: connect(2) with a sockaddr_un we own and its exact size.
+        let r = unsafe {
+            libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_un).cast(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) if t.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(libc::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the daemon accepts no connection",
+                ))
+            }
+            _ => return Err(e),
+        }
+    }
+    sock.set_nonblocking(false)?;
+    Ok(sock)
+}
+
 /// Body of a memory region (guest address, size, user address, mmap offset).
 pub fn region_bytes(gpa: u64, size: u64, uva: u64, offset: u64) -> [u8; 32] {
     let mut b = [0u8; 32];
@@ -376,9 +438,88 @@ pub struct Done {
     pub data: Vec<u8>,
 }
 
+/// Shuts a connection down when a front-end call outlives its deadline:
+/// the `vhost` crate retries a half-received message on EAGAIN forever, so
+/// a socket timeout alone does not end a wait on a daemon that stalls
+/// mid-message.
+struct Watchdog {
+    base: Instant,
+    /// Deadline in ms after `base`; 0 = disarmed.
+    deadline: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn new(sock: &UnixStream) -> io::Result<Watchdog> {
+        let base = Instant::now();
+        let deadline = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s) = (deadline.clone(), stop.clone());
+        let sock = sock.try_clone()?;
+        std::thread::Builder::new()
+            .name("vu-watchdog".into())
+            .spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    let at = d.load(Ordering::SeqCst);
+                    if at != 0 && base.elapsed().as_millis() as u64 > at {
+                        let _ = sock.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })?;
+        Ok(Watchdog {
+            base,
+            deadline,
+            stop,
+        })
+    }
+
+    fn arm(&self, limit: Duration) {
+        let at = (self.base.elapsed() + limit).as_millis() as u64;
+        self.deadline.store(at.max(1), Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.deadline.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The front end, with the connection's deadline armed while it is held.
+pub struct Fe<'a> {
+    fe: Frontend,
+    wd: &'a Watchdog,
+}
+
+impl std::ops::Deref for Fe<'_> {
+    type Target = Frontend;
+    fn deref(&self) -> &Frontend {
+        &self.fe
+    }
+}
+
+impl std::ops::DerefMut for Fe<'_> {
+    fn deref_mut(&mut self) -> &mut Frontend {
+        &mut self.fe
+    }
+}
+
+impl Drop for Fe<'_> {
+    fn drop(&mut self) {
+        self.wd.disarm();
+    }
+}
+
 /// A vhost-user front end with one memfd of guest RAM and ring 0.
 pub struct Driver {
-    pub fe: Frontend,
+    fe: Frontend,
+    wd: Watchdog,
     pub raw: RawConn,
     pub ram: GuestRam,
     pub ring: SplitRing,
@@ -401,7 +542,7 @@ fn e<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
 impl Driver {
     /// Connect and negotiate features; no memory table, no ring yet.
     pub fn negotiate(sock: &Path, opts: Options) -> Result<Driver, String> {
-        let stream = UnixStream::connect(sock).map_err(e("connect"))?;
+        let stream = connect_timeout(sock, opts.timeout).map_err(e("connect"))?;
         stream
             .set_read_timeout(Some(opts.timeout))
             .map_err(e("timeout"))?;
@@ -409,7 +550,12 @@ impl Driver {
             .set_write_timeout(Some(opts.timeout))
             .map_err(e("timeout"))?;
         let raw = RawConn::new(stream.try_clone().map_err(e("socket"))?);
-        let mut fe = Frontend::from_stream(stream, opts.max_queues);
+        let wd = Watchdog::new(&stream).map_err(e("watchdog"))?;
+        let fe = Frontend::from_stream(stream, opts.max_queues);
+        // The whole negotiation runs under one deadline.
+        wd.arm(opts.timeout);
+        let mut g = Fe { fe, wd: &wd };
+        let fe = &mut g;
         fe.set_owner().map_err(e("SET_OWNER"))?;
         let offered = fe.get_features().map_err(e("GET_FEATURES"))?;
         if offered & vf::VERSION_1 == 0 {
@@ -434,6 +580,8 @@ impl Driver {
         if opts.reply_ack && acked_protocol.contains(VhostUserProtocolFeatures::REPLY_ACK) {
             fe.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
         }
+        let fe = g.fe.clone();
+        drop(g);
         let ram = GuestRam::memfd(opts.mem_size).map_err(e("guest RAM"))?;
         let ring = SplitRing::packed(0, opts.queue_size);
         let scratch_base = (ring.end() + 0xffff) & !0xffff;
@@ -443,6 +591,7 @@ impl Driver {
         );
         Ok(Driver {
             fe,
+            wd,
             raw,
             ram,
             ring,
@@ -464,6 +613,16 @@ impl Driver {
         d.send_mem_table()?;
         d.start_ring(0)?;
         Ok(d)
+    }
+
+    /// The front end, for one call (or a few): the connection is shut
+    /// down if they take longer than the timeout.
+    pub fn fe(&self) -> Fe<'_> {
+        self.wd.arm(self.opts.timeout);
+        Fe {
+            fe: self.fe.clone(),
+            wd: &self.wd,
+        }
     }
 
     /// Whether protocol feature `f` was negotiated.
@@ -505,7 +664,7 @@ impl Driver {
     }
 
     pub fn send_mem_table(&self) -> Result<(), String> {
-        self.fe
+        self.fe()
             .set_mem_table(&[self.region()])
             .map(|_| ())
             .map_err(e("SET_MEM_TABLE"))
@@ -527,23 +686,23 @@ impl Driver {
 
     /// SET_VRING_NUM/ADDR/BASE/CALL/KICK/ENABLE for ring 0 at `base`.
     pub fn start_ring(&mut self, base: u16) -> Result<(), String> {
-        self.fe
+        self.fe()
             .set_vring_num(0, self.ring.size)
             .map_err(e("SET_VRING_NUM"))?;
-        self.fe
+        self.fe()
             .set_vring_addr(0, &self.vring_config())
             .map_err(e("SET_VRING_ADDR"))?;
-        self.fe
+        self.fe()
             .set_vring_base(0, base)
             .map_err(e("SET_VRING_BASE"))?;
-        self.fe
+        self.fe()
             .set_vring_call(0, &self.call)
             .map_err(e("SET_VRING_CALL"))?;
-        self.fe
+        self.fe()
             .set_vring_kick(0, &self.kick)
             .map_err(e("SET_VRING_KICK"))?;
         if self.acked & vf::PROTOCOL_FEATURES != 0 {
-            self.fe
+            self.fe()
                 .set_vring_enable(0, true)
                 .map_err(e("SET_VRING_ENABLE"))?;
         }
@@ -552,7 +711,7 @@ impl Driver {
 
     /// GET_VRING_BASE (stops the ring), zero the rings, start again at 0.
     pub fn restart_ring(&mut self) -> Result<(), String> {
-        self.fe.get_vring_base(0).map_err(e("GET_VRING_BASE"))?;
+        self.fe().get_vring_base(0).map_err(e("GET_VRING_BASE"))?;
         self.ring.reset(&self.ram.mem);
         self.start_ring(0)
     }
@@ -563,7 +722,7 @@ impl Driver {
             return None;
         }
         let (_, cfg) = self
-            .fe
+            .fe()
             .get_config(0, 8, VhostUserConfigFlags::WRITABLE, &[0u8; 8])
             .ok()?;
         Some(u64::from_le_bytes(cfg.get(..8)?.try_into().ok()?) * 512)

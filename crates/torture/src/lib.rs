@@ -11,7 +11,6 @@
 
 mod cases;
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -97,9 +96,9 @@ pub struct Outcome {
     pub ms: u128,
 }
 
-/// Whether anything accepts connections on `sock`.
-pub fn listening(sock: &Path) -> bool {
-    UnixStream::connect(sock).is_ok()
+/// Whether anything accepts connections on `sock` (within `limit`).
+pub fn listening(sock: &Path, limit: Duration) -> bool {
+    vblk_testkit::vhost_user::connect_timeout(sock, limit).is_ok()
 }
 
 /// Write a pattern, FLUSH, read it back and compare, on a fresh
@@ -177,7 +176,8 @@ fn selected(c: &Case, pattern: &Option<String>) -> bool {
 }
 
 /// Run the selected cases; returns the outcomes.
-pub fn run(cfg: &Config) -> Result<Vec<Outcome>, String> {
+/// `each` sees every outcome as soon as it is known.
+pub fn run(cfg: &Config, mut each: impl FnMut(&Outcome)) -> Result<Vec<Outcome>, String> {
     let opts = Options {
         timeout: cfg.timeout,
         ..Options::default()
@@ -189,20 +189,36 @@ pub fn run(cfg: &Config) -> Result<Vec<Outcome>, String> {
         info,
     };
     let mut out = Vec::new();
+    // Once the daemon is gone, the remaining cases are not run (failed).
+    let mut gone = false;
     for (n, c) in catalogue()
         .iter()
         .filter(|c| selected(c, &cfg.cases))
         .enumerate()
     {
         let t = Instant::now();
+        if gone {
+            let o = Outcome {
+                name: c.name.into(),
+                verdict: "FAIL",
+                did: "not run: the daemon is gone or accepts no connection".into(),
+                probe: "no daemon".into(),
+                ms: 0,
+            };
+            each(&o);
+            out.push(o);
+            continue;
+        }
         if let Err(why) = supported(&env.info, c.need) {
-            out.push(Outcome {
+            let o = Outcome {
                 name: c.name.into(),
                 verdict: "SKIP",
                 did: format!("not offered: {why}"),
                 probe: "-".into(),
                 ms: 0,
-            });
+            };
+            each(&o);
+            out.push(o);
             continue;
         }
         let did = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (c.run)(&env)))
@@ -214,10 +230,11 @@ pub fn run(cfg: &Config) -> Result<Vec<Outcome>, String> {
                     .unwrap_or_default();
                 format!("torture tool error: {msg}")
             });
-        let (verdict, did, probe) = if !listening(&cfg.sock) {
+        let (verdict, did, probe) = if !listening(&cfg.sock, cfg.timeout) {
+            gone = true;
             (
                 "FAIL",
-                format!("{did}; daemon gone"),
+                format!("{did}; daemon gone or not accepting"),
                 "no daemon".to_string(),
             )
         } else {
@@ -226,13 +243,15 @@ pub fn run(cfg: &Config) -> Result<Vec<Outcome>, String> {
                 Err(e) => ("FAIL", did, e),
             }
         };
-        out.push(Outcome {
+        let o = Outcome {
             name: c.name.into(),
             verdict,
             did,
             probe,
             ms: t.elapsed().as_millis(),
-        });
+        };
+        each(&o);
+        out.push(o);
     }
     Ok(out)
 }
@@ -243,28 +262,38 @@ pub fn summary(out: &[Outcome]) -> (usize, usize, usize, usize) {
     (out.len(), count("PASS"), count("FAIL"), count("SKIP"))
 }
 
-/// The table and the summary line.
-pub fn render(out: &[Outcome]) -> String {
-    let w = out.iter().map(|o| o.name.len()).max().unwrap_or(4).max(4);
-    let d = out
-        .iter()
-        .map(|o| o.did.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 90);
-    let mut s = format!(
-        "{:<w$}  {:<4}  {:<d$}  probe\n",
-        "case", "", "what the backend did"
-    );
-    for o in out {
-        s += &format!(
-            "{:<w$}  {:<4}  {:<d$}  {}\n",
-            o.name, o.verdict, o.did, o.probe
-        );
-    }
+/// Width of the case column.
+const NAME_W: usize = 38;
+
+/// The table's header line.
+pub fn header() -> String {
+    format!(
+        "{:<NAME_W$}  {:<4}  {:<24}  what the backend did\n",
+        "case", "", "probe"
+    )
+}
+
+/// One table row.
+pub fn row(o: &Outcome) -> String {
+    format!(
+        "{:<NAME_W$}  {:<4}  {:<24}  {}\n",
+        o.name, o.verdict, o.probe, o.did
+    )
+}
+
+/// The summary line.
+pub fn summary_line(out: &[Outcome]) -> String {
     let (n, p, f, k) = summary(out);
-    s += &format!("torture: {n} cases, {p} passed, {f} failed, {k} skipped\n");
-    s
+    format!("torture: {n} cases, {p} passed, {f} failed, {k} skipped\n")
+}
+
+/// The whole table and the summary line.
+pub fn render(out: &[Outcome]) -> String {
+    let mut s = header();
+    for o in out {
+        s += &row(o);
+    }
+    s + &summary_line(out)
 }
 
 pub fn to_json(sock: &Path, out: &[Outcome]) -> serde_json::Value {
@@ -287,14 +316,23 @@ pub fn main(cfg: Config) -> Result<(), String> {
         }
         return Ok(());
     }
-    let out = run(&cfg)?;
+    use std::io::Write;
+    if !cfg.json {
+        print!("{}", header());
+    }
+    let out = run(&cfg, |o| {
+        if !cfg.json {
+            print!("{}", row(o));
+            let _ = std::io::stdout().flush();
+        }
+    })?;
     if cfg.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&to_json(&cfg.sock, &out)).unwrap_or_default()
         );
     } else {
-        print!("{}", render(&out));
+        print!("{}", summary_line(&out));
     }
     let (_, _, failed, _) = summary(&out);
     if failed > 0 {
