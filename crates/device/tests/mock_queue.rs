@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use vblk_backend::MemBackend;
 use vblk_device::{BlkConfig, BlkDevice, QueueError, QueueWorker};
-use vblk_interrupt::{InterruptKind, RecordingInterrupt};
+use vblk_interrupt::InterruptKind;
 use vblk_queue::{BrokenChain, Queue, QueueT};
+use vblk_testkit::RecordingInterrupt;
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::{AvailRing, DescriptorTable, UsedRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
