@@ -229,7 +229,7 @@ fn huge_size_field(env: &Env) -> String {
 fn truncated_header(env: &Env) -> String {
     let d = conn!(env);
     use std::io::Write;
-    let _ = (&*d.raw.stream()).write_all(&[2, 0, 0, 0, 1, 0]);
+    let _ = d.raw.stream().write_all(&[2, 0, 0, 0, 1, 0]);
     std::thread::sleep(Duration::from_millis(100));
     "sent 6 bytes, hung up".into()
 }
