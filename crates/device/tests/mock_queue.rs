@@ -1,16 +1,14 @@
-//! The device core against a driver-side mock of a split ring
-//! (`virtio_queue::mock`) in real guest memory: every request type, every
+//! The device core against a driver-side split ring (the test kit's
+//! `SplitRing`) in real guest memory: every request type, every
 //! error path, hostile chains, batching and interrupt suppression. Every
 //! test checks the status byte, the used length and the backing bytes (or,
 //! when the ring itself is broken, that nothing was used and nothing
 //! written).
 //!
-//! The ring parts come from `virtio_queue::mock` (descriptor table, avail
-//! and used rings), placed at fixed addresses rather than with
-//! `MockSplitQueue::create`: in virtio-queue 0.18 that lays the used ring
-//! over the second half of the avail ring for queues of 16 and more (its
-//! `SplitQueueRing::end` counts ring elements as bytes; rust-vmm/vm-virtio
-//! PR #400), and the device's used-flags write then corrupts avail entries.
+//! The ring parts sit at fixed addresses (descriptor table, avail and used
+//! rings). virtio-queue's own mock is not used: in virtio-queue 0.18
+//! `MockSplitQueue::create` lays the used ring over the second half of the
+//! avail ring for queues of 16 and more (rust-vmm/vm-virtio PR #400).
 
 use std::sync::Arc;
 
