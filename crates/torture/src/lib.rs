@@ -375,3 +375,54 @@ pub fn cli(a: Args) -> Result<(), String> {
         timeout: Duration::from_millis(a.timeout_ms),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_has_unique_names_in_every_group() {
+        let all = catalogue();
+        assert!(all.len() >= 40);
+        let mut names: Vec<_> = all.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "duplicate case names");
+        for g in [
+            "proto.",
+            "mem.",
+            "memreg.",
+            "vring.",
+            "inflight.",
+            "config.",
+            "ring.",
+            "req.",
+            "live.",
+            "flood.",
+        ] {
+            assert!(names.iter().any(|n| n.starts_with(g)), "no {g} case");
+        }
+    }
+
+    #[test]
+    fn selection_and_summary() {
+        let pick = Some("ring.desc-loop,req.".to_string());
+        let n = catalogue().iter().filter(|c| selected(c, &pick)).count();
+        assert!(n > 5);
+        assert!(!catalogue()
+            .iter()
+            .filter(|c| selected(c, &pick))
+            .any(|c| c.name.starts_with("mem.")));
+        let o = |v| Outcome {
+            name: "x".into(),
+            verdict: v,
+            did: String::new(),
+            probe: String::new(),
+            ms: 0,
+        };
+        let out = [o("PASS"), o("FAIL"), o("SKIP"), o("PASS")];
+        assert_eq!(summary(&out), (4, 2, 1, 1));
+        assert!(render(&out).ends_with("torture: 4 cases, 2 passed, 1 failed, 1 skipped\n"));
+        assert_eq!(to_json(Path::new("/s"), &out)["summary"]["failed"], 1);
+    }
+}
