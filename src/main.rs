@@ -39,6 +39,8 @@ enum Command {
     Stats(StatsArgs),
     /// Benchmark vblk against qemu-storage-daemon over vhost-user-blk (host side, libblkio).
     Bench(vblk_bench::BenchArgs),
+    /// Hostile vhost-user messages and rings against any vhost-user-blk back end, each followed by an integrity probe.
+    Torture(vblk_torture::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -416,6 +418,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Stats(a) => stats(a),
         Command::Bench(a) => vblk_bench::main(a),
+        Command::Torture(a) => vblk_torture::cli(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

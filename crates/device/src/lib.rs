@@ -21,6 +21,7 @@ use vblk_backend::Backend;
 
 pub mod config;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod inflight;
 mod merge;

@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io::Write;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -36,16 +37,19 @@ impl Line for EventFdLine {
     }
 }
 
-/// Counts signals, for tests.
+/// Counts signals, for tests (feature `test-util`: not in the release binary).
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Default)]
 pub struct CountingLine(pub AtomicU64);
 
+#[cfg(any(test, feature = "test-util"))]
 impl Line for CountingLine {
     fn signal(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl CountingLine {
     pub fn count(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
