@@ -19,6 +19,8 @@
 
 pub mod config_space;
 pub mod function;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod intx;
 pub mod irq;
 pub mod legacy;

@@ -26,6 +26,8 @@ use vblk_device::{stats, BlkDevice};
 use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
 pub mod backend;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod inflight;
 pub mod memory;
 
