@@ -38,7 +38,9 @@ enum Command {
     /// Print the counters of a running `vblk serve --control SOCKET`.
     Stats(StatsArgs),
     /// Benchmark vblk against qemu-storage-daemon over vhost-user-blk (host side, libblkio).
-    Bench(BenchArgs),
+    Bench(vblk_bench::BenchArgs),
+    /// Hostile vhost-user messages and rings against any vhost-user-blk back end, each followed by an integrity probe.
+    Torture(vblk_torture::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -55,6 +57,16 @@ enum Aio {
     Threads,
     /// io_uring: one ring per queue, one submission per batch.
     IoUring,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+enum Seccomp {
+    /// A system call outside the thread's allow-list kills the daemon (SIGSYS).
+    Kill,
+    /// It goes through and the kernel logs it (`dmesg`: `audit: type=1326 ... syscall=N`; auditd: `type=SECCOMP`).
+    Log,
+    /// No seccomp filter.
+    Off,
 }
 
 #[derive(Args)]
@@ -88,9 +100,10 @@ struct ServeArgs {
     /// Serial number returned by GET_ID (at most 20 bytes; default derived from the image).
     #[arg(long)]
     serial: Option<String>,
-    /// Logical block size reported to the guest.
-    #[arg(long, default_value_t = 512, value_parser = parse_lbs)]
-    logical_block_size: u32,
+    /// Logical block size reported to the guest (default: the host's, at
+    /// least 512; with --cache none at least what O_DIRECT needs).
+    #[arg(long, value_parser = parse_lbs)]
+    logical_block_size: Option<u32>,
     /// Host cache mode for the image file.
     #[arg(long, value_enum, default_value_t = Cache::Writeback)]
     cache: Cache,
@@ -115,6 +128,12 @@ struct ServeArgs {
     /// Serve counters on this UNIX socket (read them with `vblk stats --socket`).
     #[arg(long, value_name = "SOCKET")]
     control: Option<PathBuf>,
+    /// seccomp-bpf allow-lists, one per thread kind (control, vhost-user,
+    /// vfio-user, queue), installed before the first front end connects.
+    /// `log` lets a call outside the list through and logs it (find it with
+    /// `dmesg` / `journalctl -k` / `ausearch -m SECCOMP`).
+    #[arg(long, value_enum, default_value_t = Seccomp::Kill)]
+    seccomp: Seccomp,
 }
 
 #[derive(Args)]
@@ -125,22 +144,6 @@ struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Run a short subset (about a minute).
-    #[arg(long)]
-    quick: bool,
-    /// The vblk binary to benchmark (default: this one).
-    #[arg(long, value_name = "PATH")]
-    vblk: Option<PathBuf>,
-    /// Directory for the report (table, JSON, plot).
-    #[arg(long, value_name = "DIR", default_value = "target/bench")]
-    out: PathBuf,
-    /// Exit with an error if vblk falls under half of qemu-storage-daemon at any point.
-    #[arg(long)]
-    fail_on_collapse: bool,
 }
 
 /// Default largest virtqueue over vhost-user: front ends choose the size
@@ -211,6 +214,17 @@ fn open_backend(a: &ServeArgs) -> Result<Arc<dyn Backend>, String> {
     Ok(Arc::new(b))
 }
 
+/// Wait for a thread's seccomp filter to be in place.
+fn thread_ready(
+    rx: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    what: &str,
+) -> Result<(), String> {
+    match rx.recv() {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the {what} thread died at start")),
+    }
+}
+
 /// Serve the counters: each connection gets one JSON document. The path is
 /// taken like the vhost-user socket's: only a stale socket is replaced. The
 /// returned socket removes its file when dropped, if the file is still ours.
@@ -221,9 +235,16 @@ fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSoc
         .try_clone()
         .and_then(|l| l.set_nonblocking(false).map(|()| l))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("vblk-control".into())
         .spawn(move || {
+            let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
+            let failed = r.is_err();
+            let _ = ready_tx.send(r);
+            if failed {
+                return;
+            }
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let doc = stats.to_json().to_string();
@@ -232,6 +253,7 @@ fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSoc
             }
         })
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    thread_ready(ready_rx, "control")?;
     Ok(bound)
 }
 
@@ -247,11 +269,30 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     } else {
         VFIO_USER_QUEUE_SIZE
     });
-    cfg.logical_block_size = a.logical_block_size;
-    if capacity % u64::from(a.logical_block_size) != 0 {
+    // Advertise the host's geometry: "blk_size: the block size of the
+    // device" and the topology fields (virtio 1.2, 5.2.4). Under O_DIRECT a
+    // smaller block than the host's alignment would make every such request
+    // a bounce with read-modify-write.
+    let host = backend.block_sizes();
+    let natural = host.logical.max(if matches!(a.cache, Cache::None) {
+        host.dio_offset_align
+    } else {
+        512
+    });
+    let lbs = a
+        .logical_block_size
+        .unwrap_or(if natural > 512 { 4096 } else { 512 });
+    if lbs < natural {
+        log::warn!(
+            "--logical-block-size {lbs} is smaller than the host's {natural}: unaligned requests are bounced (read-modify-write)"
+        );
+    }
+    cfg.logical_block_size = lbs;
+    cfg.physical_block_size = host.physical.max(lbs);
+    if capacity % u64::from(lbs) != 0 {
         return Err(format!(
-            "{}: size {capacity} is not a multiple of --logical-block-size {}",
-            a.image, a.logical_block_size
+            "{}: size {capacity} is not a multiple of the logical block size {lbs}",
+            a.image
         ));
     }
     let serial = a.serial.clone().unwrap_or_else(|| default_serial(&a.image));
@@ -267,6 +308,12 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         if cfg.read_only { ", read-only" } else { "" }
     );
     let device = Arc::new(BlkDevice::new(cfg, backend.clone()));
+    vblk_seccomp::configure(match a.seccomp {
+        Seccomp::Kill => vblk_seccomp::Mode::Kill,
+        Seccomp::Log => vblk_seccomp::Mode::Log,
+        Seccomp::Off => vblk_seccomp::Mode::Off,
+    })
+    .map_err(|e| e.to_string())?;
     let control = match &a.control {
         Some(c) => Some(start_control(c, device.stats().clone())?),
         None => None,
@@ -288,9 +335,16 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             signal_hook::consts::SIGTERM,
         ])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("vblk-signals".into())
             .spawn(move || {
+                let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
+                let failed = r.is_err();
+                let _ = ready_tx.send(r);
+                if failed {
+                    return;
+                }
                 if let Some(sig) = signals.forever().next() {
                     log::info!("signal {sig}: finishing in-flight requests and shutting down");
                     shutdown.store(true, Ordering::SeqCst);
@@ -298,11 +352,16 @@ fn serve(a: ServeArgs) -> Result<(), String> {
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        thread_ready(ready_rx, "signal")?;
     }
+    // Everything is open: from here on the main thread and every thread it
+    // starts run under the main filter (each kind narrows it further).
+    vblk_seccomp::enter(vblk_seccomp::ThreadKind::Main).map_err(|e| e.to_string())?;
 
     let runner = RunnerOptions {
         poll: Duration::from_micros(a.poll_us),
         max_batch: usize::from(a.batch),
+        thread_hook: vblk_seccomp::thread_hook(vblk_seccomp::ThreadKind::Queue),
         ..RunnerOptions::default()
     };
     let result = if let Some(sock) = &a.vhost_user {
@@ -350,19 +409,6 @@ fn stats(a: StatsArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn bench(a: BenchArgs) -> Result<(), String> {
-    let vblk = match a.vblk {
-        Some(p) => p,
-        None => std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?,
-    };
-    vblk_bench::main(vblk_bench::CliOptions {
-        quick: a.quick,
-        vblk,
-        out: a.out,
-        fail_on_collapse: a.fail_on_collapse,
-    })
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
@@ -371,7 +417,8 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Command::Serve(a) => serve(a),
         Command::Stats(a) => stats(a),
-        Command::Bench(a) => bench(a),
+        Command::Bench(a) => vblk_bench::main(a),
+        Command::Torture(a) => vblk_torture::cli(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,15 +4,20 @@
 //! chains, broken rings, memory regions past the end of their file, forged
 //! inflight regions — and check that vblk answers and keeps serving. It
 //! also checks the daemon's socket-path handling and that connections leave
-//! no file descriptor behind.
+//! no file descriptor behind. Guest memory, descriptors and the rings come
+//! from the test kit (`vblk-testkit`); the catalogue of hostile cases any
+//! back end can be put through is `vblk torture` (tests/torture.rs).
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vblk_testkit::mem::memfd as kit_memfd;
+use vblk_testkit::ring::{link, Desc, SplitRing, F_INDIRECT, F_NEXT, F_WRITE};
+use vblk_testkit::GuestRam;
 use vhost::vhost_user::message::{
     VhostUserConfigFlags, VhostUserHeaderFlag, VhostUserInflight, VhostUserProtocolFeatures,
 };
@@ -25,49 +30,22 @@ const QSIZE: u16 = 16;
 const DESC: u64 = 0x0;
 const AVAIL: u64 = 0x1000;
 const USED: u64 = 0x2000;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const F_INDIRECT: u16 = 4;
 
 struct Guest {
-    base: *mut u8,
-    fd: i32,
+    ram: GuestRam,
+    ring: SplitRing,
     fe: Frontend,
     kick: EventFd,
     /// Kept open for the daemon's interrupts; the test polls the used ring.
     _call: EventFd,
-    avail_idx: u16,
-    used_seen: u16,
-    /// GET_INFLIGHT_FD's answer, its file and our mapping of it.
-    inflight: Option<(VhostUserInflight, File, *mut u8)>,
+    /// GET_INFLIGHT_FD's answer and its file (read and written with
+    /// pread/pwrite: the same pages the daemon maps).
+    inflight: Option<(VhostUserInflight, File)>,
 }
 
 /// A memfd of `len` bytes (sealable).
 fn memfd(len: u64) -> File {
-    // SAFETY: memfd_create with a valid C string; the fd is owned by the File.
-    let fd = unsafe { libc::memfd_create(c"guest".as_ptr(), libc::MFD_ALLOW_SEALING) };
-    assert!(fd >= 0);
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let f = unsafe { File::from_raw_fd(fd) };
-    f.set_len(len).unwrap();
-    f
-}
-
-/// Map `len` bytes of `fd` shared.
-fn map_shared(fd: i32, len: usize) -> *mut u8 {
-    // SAFETY: maps `len` bytes of a descriptor we own; checked against MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p as *mut u8
+    kit_memfd(c"guest", len).unwrap()
 }
 
 /// How a test front end negotiates.
@@ -109,9 +87,7 @@ impl Guest {
     /// Connect and negotiate; `pre` runs after feature negotiation, before
     /// the memory table is sent.
     fn connect_with(sock: &Path, setup: Setup, pre: impl FnOnce(&mut Frontend)) -> Guest {
-        let file = memfd(MEM as u64);
-        let base = map_shared(file.as_raw_fd(), MEM);
-        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        let ram = GuestRam::memfd(MEM as u64).unwrap();
         // Room for hostile queue indices: the daemon, not this side, must refuse them.
         let mut fe = Frontend::connect(sock, 64).expect("connect");
         fe.set_owner().unwrap();
@@ -146,28 +122,25 @@ impl Guest {
                 .expect("GET_INFLIGHT_FD");
             fe.set_inflight_fd(&info, file.as_raw_fd())
                 .expect("SET_INFLIGHT_FD");
-            let p = map_shared(file.as_raw_fd(), info.mmap_size as usize);
-            (info, file, p)
+            (info, file)
         });
         pre(&mut fe);
         fe.set_mem_table(&[VhostUserMemoryRegionInfo {
             guest_phys_addr: 0,
             memory_size: MEM as u64,
-            userspace_addr: base as u64,
+            userspace_addr: ram.host_addr(0),
             mmap_offset: 0,
-            mmap_handle: fd,
+            mmap_handle: ram.fd(),
         }])
         .unwrap();
         let kick = EventFd::new(0).unwrap();
         let call = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let mut g = Guest {
-            base,
-            fd,
+            ram,
+            ring: SplitRing::new(QSIZE, DESC, AVAIL, USED),
             fe,
             kick,
             _call: call,
-            avail_idx: 0,
-            used_seen: 0,
             inflight,
         };
         g.start_ring(0);
@@ -186,19 +159,19 @@ impl Guest {
 
     /// Read a little-endian field of the inflight region.
     fn inflight_get(&self, off: usize, len: usize) -> u64 {
-        let (info, _, p) = self.inflight.as_ref().expect("no inflight region");
+        let (info, file) = self.inflight.as_ref().expect("no inflight region");
         assert!(off + len <= info.mmap_size as usize);
         let mut b = [0u8; 8];
-        // SAFETY: in bounds of our mapping of the inflight memfd (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(p.add(off), b.as_mut_ptr(), len) };
+        file.read_exact_at(&mut b[..len], info.mmap_offset + off as u64)
+            .unwrap();
         u64::from_le_bytes(b)
     }
 
     fn inflight_put(&self, off: usize, v: u64, len: usize) {
-        let (info, _, p) = self.inflight.as_ref().expect("no inflight region");
+        let (info, file) = self.inflight.as_ref().expect("no inflight region");
         assert!(off + len <= info.mmap_size as usize);
-        // SAFETY: in bounds of our mapping of the inflight memfd (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), p.add(off), len) };
+        file.write_all_at(&v.to_le_bytes()[..len], info.mmap_offset + off as u64)
+            .unwrap();
     }
 
     fn ring_config(&self) -> VringConfigData {
@@ -206,9 +179,9 @@ impl Guest {
             queue_max_size: QSIZE,
             queue_size: QSIZE,
             flags: 0,
-            desc_table_addr: self.base as u64 + DESC,
-            used_ring_addr: self.base as u64 + USED,
-            avail_ring_addr: self.base as u64 + AVAIL,
+            desc_table_addr: self.ram.host_addr(DESC),
+            used_ring_addr: self.ram.host_addr(USED),
+            avail_ring_addr: self.ram.host_addr(AVAIL),
             log_addr: None,
         }
     }
@@ -217,75 +190,48 @@ impl Guest {
     /// again at 0.
     fn restart_zeroed(&mut self) {
         self.fe.get_vring_base(0).unwrap();
-        self.mem_zero_rings();
+        self.ring.reset(&self.ram.mem);
         self.start_ring(0);
-        self.avail_idx = 0;
-        self.used_seen = 0;
-    }
-
-    fn mem_zero_rings(&self) {
-        self.put(AVAIL, &[0u8; 0x1000]);
-        self.put(USED, &[0u8; 0x1000]);
     }
 
     fn put(&self, addr: u64, bytes: &[u8]) {
-        assert!(addr as usize + bytes.len() <= MEM);
-        // SAFETY: in bounds of the MEM-byte shared mapping (checked above).
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(addr as usize), bytes.len())
-        };
+        self.ram.write(addr, bytes);
     }
 
     fn get(&self, addr: u64, len: usize) -> Vec<u8> {
-        assert!(addr as usize + len <= MEM);
-        let mut v = vec![0u8; len];
-        // SAFETY: in bounds of the MEM-byte shared mapping (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(addr as usize), v.as_mut_ptr(), len) };
-        v
+        self.ram.read(addr, len)
     }
 
     fn u16_at(&self, addr: u64) -> u16 {
-        u16::from_le_bytes(self.get(addr, 2).try_into().unwrap())
+        self.ram.u16_at(addr)
     }
 
     fn desc_bytes(addr: u64, len: u32, flags: u16, next: u16) -> [u8; 16] {
-        let mut d = [0u8; 16];
-        d[0..8].copy_from_slice(&addr.to_le_bytes());
-        d[8..12].copy_from_slice(&len.to_le_bytes());
-        d[12..14].copy_from_slice(&flags.to_le_bytes());
-        d[14..16].copy_from_slice(&next.to_le_bytes());
-        d
+        Desc::new(addr, len, flags, next).to_bytes()
     }
 
     /// Write `descs` (addr, len, flags, next) at table index 0.., publish
     /// head 0 in the avail ring and kick. `next` is used verbatim.
     fn publish_raw(&mut self, descs: &[(u64, u32, u16, u16)], new_avail_idx: Option<u16>) {
-        for (i, (a, l, f, n)) in descs.iter().enumerate() {
-            self.put(DESC + 16 * i as u64, &Self::desc_bytes(*a, *l, *f, *n));
+        let ds: Vec<Desc> = descs
+            .iter()
+            .map(|&(a, l, f, n)| Desc::new(a, l, f, n))
+            .collect();
+        self.ring.descs(&self.ram.mem, 0, &ds);
+        self.ring.stage(&self.ram.mem, 0);
+        if let Some(idx) = new_avail_idx {
+            self.ring.avail_idx = idx;
         }
-        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % QSIZE);
-        self.put(slot, &0u16.to_le_bytes());
-        self.avail_idx = new_avail_idx.unwrap_or(self.avail_idx.wrapping_add(1));
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        self.put(AVAIL + 2, &self.avail_idx.to_le_bytes());
+        self.ring.flush_avail(&self.ram.mem);
         self.kick.write(1).unwrap();
     }
 
     /// Chain the descriptors with NEXT links in order, publish, wait for the
     /// used entry; returns its length.
     fn submit(&mut self, descs: &[(u64, u32, u16)]) -> u32 {
-        let linked: Vec<_> = descs
+        let linked: Vec<_> = link(descs, 0, QSIZE)
             .iter()
-            .enumerate()
-            .map(|(i, (a, l, f))| {
-                let last = i + 1 == descs.len();
-                (
-                    *a,
-                    *l,
-                    if last { *f } else { *f | F_NEXT },
-                    if last { 0 } else { i as u16 + 1 },
-                )
-            })
+            .map(|d| (d.addr, d.len, d.flags, d.next))
             .collect();
         self.publish_raw(&linked, None);
         self.wait_used().expect("no used entry within 5 s")
@@ -298,11 +244,7 @@ impl Guest {
     fn wait_used_for(&mut self, limit: Duration) -> Option<u32> {
         let t = Instant::now();
         while t.elapsed() < limit {
-            let used_idx = self.u16_at(USED + 2);
-            if used_idx != self.used_seen {
-                let e = USED + 4 + 8 * u64::from(self.used_seen % QSIZE);
-                let len = u32::from_le_bytes(self.get(e + 4, 4).try_into().unwrap());
-                self.used_seen = self.used_seen.wrapping_add(1);
+            if let Some((_, len)) = self.ring.take_used(&self.ram.mem) {
                 return Some(len);
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -311,23 +253,7 @@ impl Guest {
     }
 
     fn header(&self, addr: u64, t: u32, sector: u64) {
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&t.to_le_bytes());
-        h[8..16].copy_from_slice(&sector.to_le_bytes());
-        self.put(addr, &h);
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        // SAFETY: unmapping our own mappings and closing our own fd.
-        unsafe {
-            libc::munmap(self.base as *mut _, MEM);
-            libc::close(self.fd);
-            if let Some((info, _, p)) = &self.inflight {
-                libc::munmap(*p as *mut _, info.mmap_size as usize);
-            }
-        }
+        self.put(addr, &vblk_testkit::blk::header(t, sector));
     }
 }
 
@@ -517,7 +443,7 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
     g.header(HDR, 0, 0);
     g.publish_raw(
         &[(HDR, 16, F_NEXT, 1), (STATUS, 1, F_WRITE, 0)],
-        Some(g.avail_idx.wrapping_add(1000)),
+        Some(g.ring.avail_idx.wrapping_add(1000)),
     );
     assert_eq!(
         g.wait_used_for(Duration::from_millis(500)),
@@ -673,7 +599,7 @@ fn inflight_region_round_trip_and_resubmission_after_a_restart() {
     let (mut daemon, sock) = start(dir.path(), &img, &[]);
     let mut g = Guest::connect_with(&sock, Setup::acked(), |_| {});
     {
-        let (info, file, _) = g.inflight.as_ref().unwrap();
+        let (info, file) = g.inflight.as_ref().unwrap();
         // One queue of 16: ALIGN_UP(16 * 16 + 2, 64) bytes, as libvhost-user.
         assert_eq!(info.mmap_size, 320);
         assert_eq!(info.mmap_offset, 0);
@@ -684,7 +610,7 @@ fn inflight_region_round_trip_and_resubmission_after_a_restart() {
     }
     // A region too small for what it claims is refused.
     {
-        let (info, file, _) = g.inflight.as_ref().unwrap();
+        let (info, file) = g.inflight.as_ref().unwrap();
         let mut bad = *info;
         bad.queue_size = 1024;
         assert!(g.fe.set_inflight_fd(&bad, file.as_raw_fd()).is_err());
@@ -746,10 +672,10 @@ fn inflight_region_round_trip_and_resubmission_after_a_restart() {
     g.inflight_put(if_desc(2) + 8, 10, 8);
     // Restart: the front end's base (3) is stale; the region knows better.
     g.start_ring(3);
-    g.used_seen = 4;
+    g.ring.used_seen = 4;
     let mut heads = Vec::new();
     for _ in 0..2 {
-        let e = USED + 4 + 8 * u64::from(g.used_seen % QSIZE);
+        let e = USED + 4 + 8 * u64::from(g.ring.used_seen % QSIZE);
         assert!(g.wait_used().is_some(), "inflight requests not resubmitted");
         heads.push(u32::from_le_bytes(g.get(e, 4).try_into().unwrap()));
     }
@@ -766,7 +692,7 @@ fn inflight_region_round_trip_and_resubmission_after_a_restart() {
         "a completed request was resubmitted"
     );
     // The avail ring continues at 6.
-    g.avail_idx = 6;
+    g.ring.avail_idx = 6;
     assert_eq!(get_id(&mut g), 21);
     assert_eq!(g.u16_at(USED + 2), 7);
     assert_eq!(g.inflight_get(IF_USED_IDX, 2), 7);
@@ -946,8 +872,7 @@ fn a_front_end_that_truncates_guest_memory_does_not_kill_the_daemon() {
     g.header(HDR, 8, 0);
     // Cut the file below DATA and STATUS (the rings and HDR stay); from
     // here on this test touches nothing past 0x20000 itself.
-    // SAFETY: ftruncate on our own memfd.
-    assert_eq!(unsafe { libc::ftruncate(g.fd, 0x20000) }, 0);
+    g.ram.truncate(0x20000).unwrap();
     g.publish_raw(
         &[
             (HDR, 16, F_NEXT, 1),

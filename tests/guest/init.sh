@@ -60,6 +60,47 @@ verify_all() {
     done
 }
 
+# fio (from the bookworm chroot, --with-fio) through its own loader.
+fio() { LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /lib64/ld-linux-x86-64.so.2 /usr/bin/fio "$@"; }
+# fio's regions, clear of the pattern blocks (0..4 KiB, the middle, the end of
+# a >= 64 MiB disk): two direct libaio jobs of 12 MiB each from 1 MiB
+# (offset_increment gives each job its own region) and a buffered psync job of
+# 6 MiB at 25 MiB. Random block sizes 4..64 KiB, crc32c verify headers; the
+# same arguments replay the same offsets and sizes (randrepeat) for
+# --verify_only after the reboot.
+FIO_DIRECT="--name=direct --filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bsrange=4k-64k --iodepth=32 --numjobs=2 --offset=1M --size=12M --offset_increment=12M --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1 --group_reporting"
+FIO_BUFFERED="--name=buffered --filename=/dev/vda --ioengine=psync --direct=0 --rw=randwrite --bsrange=4k-32k --offset=25M --size=6M --end_fsync=1 --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=1"
+# run_fio LABEL ARGS...: fails the test (with fio's last lines) unless fio
+# exits 0 and reports no verify or I/O error.
+run_fio() {
+    label=$1; shift
+    [ -x /usr/bin/fio ] || fail "no fio in the initramfs (run-guest.sh --with-fio)"
+    [ "$SECTORS" -ge 131072 ] || fail "fio regions need a disk of at least 64 MiB, this one has $SECTORS sectors"
+    up0=$(cut -d' ' -f1 /proc/uptime)
+    fio "$@" >/tmp/fio.out 2>&1
+    rc=$?
+    if [ $rc != 0 ] || grep -q -i -E "verify: bad|bad magic|crc32c: verify failed|io_u error|err= *[1-9]" /tmp/fio.out; then
+        # The verify/error lines first (fio prints them before its long summary).
+        grep -i -E "verify|crc|bad|error|err=" /tmp/fio.out | head -n 12 | sed 's/^/FIO: /'
+        echo "FIO: ..."
+        grep -E "issued rwts|READ:|WRITE:" /tmp/fio.out | sed 's/^/FIO: /'
+        fail "fio $label failed (exit $rc)"
+    fi
+    say "fio $label ok in $(echo "$(cut -d' ' -f1 /proc/uptime) $up0" | awk '{ printf "%.1f", $1 - $2 }')s: $(grep -o -E '(READ|WRITE): bw=[^,]*' /tmp/fio.out | tr '\n' ' ')"
+}
+
+# The kernel log must hold no block-layer or virtio_blk error. vblk.inject=dmesg
+# plants a fake one first, to show that this check can fail.
+dmesg_check() {
+    bad=$(dmesg | grep -E "I/O error|blk_update_request|Buffer I/O error|print_req_error|virtio_blk.*([Ee]rr|[Ff]ail)")
+    if [ -n "$bad" ]; then
+        echo "$bad" | sed 's/^/DMESG: /' | head -n 20
+        fail "dmesg shows $(echo "$bad" | wc -l) I/O error line(s), first: $(echo "$bad" | head -n 1)"
+    fi
+    say "dmesg clean: no block-layer or virtio_blk errors"
+}
+[ "$(arg vblk.inject)" = dmesg ] && echo "vblk-test: injected fake error: I/O error, dev vda, sector 8 op 0x0:(READ) flags 0x0" >/dev/kmsg
+
 past_end() {
     # The block layer ends a read at the last sector: nothing past it.
     n=$(dd if=/dev/vda bs=512 skip="$SECTORS" count=1 iflag=direct 2>/dev/null | wc -c)
@@ -73,10 +114,21 @@ write)
     write_all
     verify_all
     past_end
+    if [ -x /usr/bin/fio ]; then
+        run_fio "direct randwrite+verify" $FIO_DIRECT
+        run_fio "buffered randwrite+verify" $FIO_BUFFERED
+        verify_all
+    fi
+    dmesg_check
     say "PASS write"
     ;;
 verify)
     verify_all
+    if [ -x /usr/bin/fio ]; then
+        run_fio "direct verify_only" $FIO_DIRECT --verify_only=1
+        run_fio "buffered verify_only" $FIO_BUFFERED --verify_only=1
+    fi
+    dmesg_check
     say "PASS verify"
     ;;
 readonly)
@@ -84,7 +136,98 @@ readonly)
     verify_all
     dd if=/dev/zero of=/dev/vda bs=512 count=1 oflag=direct conv=fsync 2>/dev/null && fail "write to a read-only disk succeeded"
     verify_all
+    dmesg_check
     say "PASS readonly"
+    ;;
+crash)
+    # Several writers, each in its own 8 MiB region (writer w from byte
+    # (w + 1) * 8 MiB), write sequence-numbered 4 KiB blocks with O_DIRECT and
+    # an fsync each (dd oflag=direct conv=fsync), in order, for
+    # vblk.crash_secs seconds; after each acknowledged write the writer prints
+    # "VBLK-ACK w seq" on the console - the durable record, which survives the
+    # daemon being killed. The host kills and restarts the daemon meanwhile.
+    # Then every acknowledged block is read back and compared here; the host
+    # checks the image against the console's ACK lines.
+    NW=$(arg vblk.crash_writers); NW=${NW:-4}
+    SECS=$(arg vblk.crash_secs); SECS=${SECS:-30}
+    STALL=$(arg vblk.crash_stall); STALL=${STALL:-40}
+    RB=2048   # blocks per writer region
+    [ "$SECTORS" -ge $(( (NW + 1) * RB * 8 )) ] || fail "$NW writer regions need $(( (NW + 1) * RB * 8 )) sectors, the disk has $SECTORS"
+    # crash_blocks W FIRST COUNT: the expected content of writer W's blocks
+    # FIRST .. FIRST+COUNT-1: 64 lines "vblk-crash w=W seq=N" padded to 64 bytes.
+    crash_blocks() {
+        awk -v w="$1" -v a="$2" -v c="$3" 'BEGIN { for (n = a; n < a + c; n++) { l = sprintf("%-63s", "vblk-crash w=" w " seq=" n); for (i = 0; i < 64; i++) print l } }'
+    }
+    writer() {
+        w=$1 end=$2 n=0 base=$(( ($1 + 1) * RB ))
+        while [ $n -lt $RB ]; do
+            read -r up _ </proc/uptime
+            [ "${up%%.*}" -ge "$end" ] && break
+            crash_blocks $w $n 1 >/tmp/w$w.blk
+            if dd if=/tmp/w$w.blk of=/dev/vda bs=4096 seek=$((base + n)) oflag=direct conv=fsync 2>/tmp/w$w.err; then
+                echo "VBLK-ACK $w $n"
+            else
+                echo "VBLK-WRITE-ERROR writer $w seq $n at uptime $up: $(tr '\n' ' ' </tmp/w$w.err)"
+                echo "$n" >/tmp/w$w.failed
+                break
+            fi
+            n=$((n + 1))
+            echo "$n" >/tmp/w$w.n
+        done
+        echo "$n" >/tmp/w$w.done
+    }
+    read -r up _ </proc/uptime
+    END=$(( ${up%%.*} + SECS ))
+    say "CRASH-GO $NW writers for ${SECS}s"
+    w=0
+    while [ $w -lt $NW ]; do echo 0 >/tmp/w$w.n; writer $w $END & w=$((w + 1)); done
+    # Watchdog: a writer whose block never completes is a hang.
+    last="" still=0
+    while :; do
+        done_n=0 prog=""
+        w=0
+        while [ $w -lt $NW ]; do
+            [ -f /tmp/w$w.done ] && done_n=$((done_n + 1))
+            prog="$prog $(cat /tmp/w$w.n)"
+            w=$((w + 1))
+        done
+        [ $done_n = $NW ] && break
+        if [ "$prog" = "$last" ]; then still=$((still + 1)); else still=0; last=$prog; fi
+        if [ $still -ge $STALL ]; then
+            dmesg | grep -E "I/O error|virtio_blk|vda" | tail -n 10 | sed "s/^/DMESG: /"
+            fail "hang: no write completed for ${STALL}s (blocks acknowledged per writer:$prog)"
+        fi
+        sleep 1
+    done
+    say "CRASH-WRITERS-DONE"
+    wait
+    w=0
+    while [ $w -lt $NW ]; do
+        [ -f /tmp/w$w.failed ] && fail "writer $w: the write of seq $(cat /tmp/w$w.failed) failed: $(tr '\n' ' ' </tmp/w$w.err)"
+        w=$((w + 1))
+    done
+    if [ "$(arg vblk.inject)" = lost ]; then
+        # Show that the read-back can fail: lose an acknowledged block.
+        dd if=/dev/zero of=/dev/vda bs=4096 seek=$(( 2 * RB + 5 )) count=1 oflag=direct conv=fsync 2>/dev/null
+        say "INJECTED: zeroed writer 1's acknowledged block seq 5"
+    fi
+    # Every acknowledged block, read back with O_DIRECT.
+    total=0 w=0
+    while [ $w -lt $NW ]; do
+        n=$(cat /tmp/w$w.done)
+        [ "$n" -gt 0 ] || fail "writer $w: no write was acknowledged"
+        crash_blocks $w 0 "$n" >/tmp/e
+        dd if=/dev/vda of=/tmp/r bs=4096 skip=$(( (w + 1) * RB )) count="$n" iflag=direct 2>/dev/null || fail "writer $w: reading back $n blocks failed"
+        if ! diff=$(cmp /tmp/e /tmp/r 2>&1); then
+            at=$(echo "$diff" | sed -n 's/.*char \([0-9]*\).*/\1/p')
+            fail "writer $w: acknowledged block seq $(( (${at:-1} - 1) / 4096 )) reads back wrong ($diff): $(dd if=/tmp/r bs=4096 skip=$(( (${at:-1} - 1) / 4096 )) count=1 2>/dev/null | head -c 63)"
+        fi
+        total=$((total + n))
+        w=$((w + 1))
+    done
+    say "crash: $total acknowledged blocks from $NW writers read back intact"
+    dmesg_check
+    say "PASS crash"
     ;;
 bench)
     # Relative guest-side figures only: under TCG absolute numbers mean little.
@@ -111,6 +254,7 @@ bench)
         done
         say "FIO$res"
     fi
+    dmesg_check
     say "PASS bench"
     ;;
 demo)
@@ -119,6 +263,7 @@ demo)
     echo "--- /dev/vda: $SECTORS sectors of 512 bytes ($((SECTORS / 2048)) MiB), serial '$(cat /sys/block/vda/serial)'"
     echo "hello from the guest, $(date)" | dd of=/dev/vda bs=512 conv=sync,fsync oflag=direct 2>/dev/null
     echo "--- wrote sector 0 and read it back: $(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | tr -d '\0')"
+    dmesg_check
     say "PASS demo"
     ;;
 *)

@@ -5,6 +5,7 @@
 #                [--transport vhost-user|vfio-user] [--mode modern|legacy|intx]
 #                [--num-queues N] [--serial S] [--log FILE] [--timeout SECONDS]
 #                [--append "KERNEL ARGS"] [--with-fio] [--print-cmd]
+#                [--reconnect] [--trace FILE]
 #
 # vhost-user: bookworm's QEMU 7.2, -device vhost-user-blk-pci (N queues).
 # vfio-user:  trixie-backports' QEMU 11, -device vfio-user-pci (the daemon is the
@@ -19,10 +20,14 @@
 # Exit 0 when the guest printed "VBLK-TEST: PASS <test>"; otherwise the reason
 # (timeout, FAIL marker, panic, no PASS marker) and the end of the serial log.
 # --print-cmd prints the QEMU command line instead of running it.
+# --reconnect (vhost-user): the chardev reconnects when the daemon goes away
+# (QEMU 7.2: reconnect=1, one attempt a second), for the crash test.
+# --trace FILE: QEMU's vhost_user_read/_write/_event trace events go to FILE
+# ("vhost_user_write req:31" is GET_INFLIGHT_FD, req:32 SET_INFLIGHT_FD).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
-TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=180 FIO=0 APPEND="" PRINT=0
+TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=180 FIO=0 APPEND="" PRINT=0 RECONNECT=0 TRACE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --socket) SOCK=$2; shift 2 ;;
@@ -36,6 +41,8 @@ while [ $# -gt 0 ]; do
         --append) APPEND=$2; shift 2 ;;
         --with-fio) FIO=1; shift ;;
         --print-cmd) PRINT=1; shift ;;
+        --reconnect) RECONNECT=1; shift ;;
+        --trace) TRACE=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run-guest.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -52,7 +59,11 @@ if [ -z "$KERNEL" ]; then
 fi
 
 case "$TRANSPORT" in
-    vhost-user) R=$CACHE/bookworm; DEV=(-chardev "socket,id=c0,path=$SOCK" -device "vhost-user-blk-pci,chardev=c0,num-queues=$NQ") ;;
+    vhost-user)
+        R=$CACHE/bookworm
+        CHR="socket,id=c0,path=$SOCK"
+        [ "$RECONNECT" = 1 ] && CHR="$CHR,reconnect=1"
+        DEV=(-chardev "$CHR" -device "vhost-user-blk-pci,chardev=c0,num-queues=$NQ") ;;
     vfio-user) R=$CACHE/trixie; DEV=(-device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$SOCK\",\"type\":\"unix\"}}") ;;
     *) echo "run-guest.sh: unknown transport $TRANSPORT" >&2; exit 2 ;;
 esac
@@ -74,6 +85,7 @@ QEMU=("$R/lib64/ld-linux-x86-64.so.2" --library-path "$R/usr/lib/x86_64-linux-gn
       -nodefaults -no-user-config -display none -serial stdio -no-reboot
       -kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE"
       "${DEV[@]}")
+[ -n "$TRACE" ] && QEMU+=(-trace vhost_user_read -trace vhost_user_write -trace vhost_user_event -D "$TRACE")
 export QEMU_MODULE_DIR=$R/usr/lib/x86_64-linux-gnu/qemu
 if [ "$PRINT" = 1 ]; then
     printf 'QEMU_MODULE_DIR=%q' "$QEMU_MODULE_DIR"
@@ -92,6 +104,7 @@ secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 what="guest $TEST ($TRANSPORT, $MODE)"
 if grep -q "VBLK-TEST: PASS $TEST" "$LOG" && ! grep -q "VBLK-TEST: FAIL" "$LOG"; then
     echo "$what: PASS in ${secs}s (log $LOG)"
+    grep -E "^VBLK-TEST: (fio|dmesg|crash:)" "$LOG" | sed 's/^VBLK-TEST: /  guest: /' || true
     exit 0
 fi
 if grep -q "VBLK-TEST: FAIL" "$LOG"; then why=$(grep -m1 "VBLK-TEST: FAIL" "$LOG")

@@ -1,12 +1,13 @@
 //! Fuzz target bodies, shared by `fuzz/` (cargo fuzz, libFuzzer) and a
 //! stable-Rust smoke test, so CI exercises them without a nightly compiler.
+//! Behind the `fuzzing` feature: not in the release binary.
 
 use std::sync::Arc;
 
 use vblk_backend::MemBackend;
-use vblk_interrupt::RecordingInterrupt;
 use vblk_queue::{Queue, QueueOwnedT, QueueT};
 use vblk_request::{validate, Header, Limits, Request, Segment, HEADER_LEN, SEGMENT_LEN};
+use vblk_testkit::RecordingInterrupt;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::{BlkConfig, BlkDevice};

@@ -21,6 +21,7 @@ use vblk_backend::Backend;
 
 pub mod config;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod inflight;
 mod merge;
@@ -35,20 +36,22 @@ pub use merge::MERGE_MAX_BYTES;
 pub use stats::{QueueStats, Stats};
 pub use worker::{InflightLog, QueueError, QueueWorker};
 
-/// Feature bits (virtio 1.2, 5.2.3 and 6).
+/// Feature bits (virtio 1.2, 5.2.3 and 6), from `virtio-bindings`.
 pub mod features {
-    pub const VIRTIO_BLK_F_SIZE_MAX: u32 = 1;
-    pub const VIRTIO_BLK_F_SEG_MAX: u32 = 2;
-    pub const VIRTIO_BLK_F_RO: u32 = 5;
-    pub const VIRTIO_BLK_F_BLK_SIZE: u32 = 6;
-    pub const VIRTIO_BLK_F_FLUSH: u32 = 9;
-    pub const VIRTIO_BLK_F_TOPOLOGY: u32 = 10;
-    pub const VIRTIO_BLK_F_MQ: u32 = 12;
-    pub const VIRTIO_BLK_F_DISCARD: u32 = 13;
-    pub const VIRTIO_BLK_F_WRITE_ZEROES: u32 = 14;
-    pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
-    pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
-    pub const VIRTIO_F_VERSION_1: u32 = 32;
+    use virtio_bindings::{virtio_blk, virtio_config, virtio_ring};
+
+    pub const VIRTIO_BLK_F_SIZE_MAX: u32 = virtio_blk::VIRTIO_BLK_F_SIZE_MAX;
+    pub const VIRTIO_BLK_F_SEG_MAX: u32 = virtio_blk::VIRTIO_BLK_F_SEG_MAX;
+    pub const VIRTIO_BLK_F_RO: u32 = virtio_blk::VIRTIO_BLK_F_RO;
+    pub const VIRTIO_BLK_F_BLK_SIZE: u32 = virtio_blk::VIRTIO_BLK_F_BLK_SIZE;
+    pub const VIRTIO_BLK_F_FLUSH: u32 = virtio_blk::VIRTIO_BLK_F_FLUSH;
+    pub const VIRTIO_BLK_F_TOPOLOGY: u32 = virtio_blk::VIRTIO_BLK_F_TOPOLOGY;
+    pub const VIRTIO_BLK_F_MQ: u32 = virtio_blk::VIRTIO_BLK_F_MQ;
+    pub const VIRTIO_BLK_F_DISCARD: u32 = virtio_blk::VIRTIO_BLK_F_DISCARD;
+    pub const VIRTIO_BLK_F_WRITE_ZEROES: u32 = virtio_blk::VIRTIO_BLK_F_WRITE_ZEROES;
+    pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
+    pub const VIRTIO_RING_F_EVENT_IDX: u32 = virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+    pub const VIRTIO_F_VERSION_1: u32 = virtio_config::VIRTIO_F_VERSION_1;
 
     pub const fn bit(b: u32) -> u64 {
         1u64 << b

@@ -37,9 +37,9 @@ pub(crate) enum Plan {
     /// Answered already (status byte written, or the chain cannot carry an
     /// answer): put it on the used ring with this length.
     Done(u32),
-    /// Storage work: the request and its operations (their `token` is set
-    /// by the caller).
-    Io(Pending, Vec<IoRequest>),
+    /// Storage work: the request; its operations were appended to the
+    /// caller's list (their `token` is for the caller to set).
+    Io(Pending),
 }
 
 /// Write `status`, count it, return the used length (0 if the status byte
@@ -100,8 +100,19 @@ pub(crate) struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    /// Parse and validate one chain.
-    pub fn plan<M: GuestMemory>(&self, c: &Chain, mem: &M) -> Plan {
+    /// Parse and validate one chain; its storage operations go to `ops`
+    /// (nothing is left there when the plan is [`Plan::Done`]).
+    pub fn plan<M: GuestMemory>(&self, c: &Chain, mem: &M, ops: &mut Vec<IoRequest>) -> Plan {
+        let first = ops.len();
+        let plan = self.plan_into(c, mem, ops);
+        if matches!(plan, Plan::Done(_)) {
+            ops.truncate(first);
+        }
+        plan
+    }
+
+    fn plan_into<M: GuestMemory>(&self, c: &Chain, mem: &M, ops: &mut Vec<IoRequest>) -> Plan {
+        let first = ops.len();
         let s = self.stats;
         // A chain with no room for the header or no writable status byte
         // cannot carry an answer: return it unexecuted.
@@ -152,7 +163,6 @@ impl Planner<'_> {
             kind: RequestType::from_raw(header.request_type),
             bytes: 0,
         };
-        let mut ops: Vec<IoRequest> = Vec::new();
         match req {
             Request::In { offset, len } | Request::Out { offset, len } => {
                 let read = matches!(req, Request::In { .. });
@@ -212,17 +222,17 @@ impl Planner<'_> {
                         return ioerr();
                     }
                     match Segment::parse(&b).check(discard, self.limits) {
-                        Ok((offset, len)) => pieces(op, offset, len, &mut ops),
+                        Ok((offset, len)) => pieces(op, offset, len, ops),
                         Err(Reject { status, .. }) => return answer(status, 1),
                     }
                 }
-                if ops.is_empty() {
+                if ops.len() == first {
                     return answer(VIRTIO_BLK_S_OK, 1);
                 }
             }
         }
-        p.ops_left = ops.len() as u32;
-        Plan::Io(p, ops)
+        p.ops_left = (ops.len() - first) as u32;
+        Plan::Io(p)
     }
 }
 

@@ -47,6 +47,8 @@ pub struct RunnerOptions {
     /// Chains popped per round before the round's I/O is submitted and its
     /// completions published.
     pub max_batch: usize,
+    /// Data a round takes from the ring before it submits.
+    pub max_round_bytes: u64,
     /// Rounds per wake-up before the runner looks at its control commands
     /// and other queues again.
     pub max_rounds: usize,
@@ -65,6 +67,7 @@ impl std::fmt::Debug for RunnerOptions {
         f.debug_struct("RunnerOptions")
             .field("poll", &self.poll)
             .field("max_batch", &self.max_batch)
+            .field("max_round_bytes", &self.max_round_bytes)
             .field("max_rounds", &self.max_rounds)
             .field("stuck_after", &self.stuck_after)
             .field("cancel_after", &self.cancel_after)
@@ -78,6 +81,7 @@ impl Default for RunnerOptions {
         RunnerOptions {
             poll: Duration::ZERO,
             max_batch: 64,
+            max_round_bytes: crate::worker::MAX_ROUND_BYTES,
             max_rounds: 16,
             stuck_after: crate::worker::STUCK_AFTER,
             cancel_after: crate::worker::CANCEL_AFTER,
@@ -170,6 +174,7 @@ impl Runners {
         for i in 0..nq {
             let mut worker = device.worker(i as u16)?;
             worker.set_stuck_timeouts(opts.stuck_after, opts.cancel_after);
+            worker.set_max_round_bytes(opts.max_round_bytes);
             let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
             queues.push((i % nt, kick.clone()));
             per_thread[i % nt].push(QueueCtx {
@@ -696,6 +701,13 @@ impl RunnerThread {
         if window.is_zero() {
             return false;
         }
+        // No kicks while we watch the ring ourselves: the driver saves its
+        // notification (a syscall) for every request found by polling.
+        for q in &mut self.queues {
+            if let Some(a) = q.active.as_mut().filter(|a| !a.broken) {
+                let _ = a.queue.disable_notification(&*a.mem);
+            }
+        }
         let deadline = Instant::now() + window;
         let mut found = false;
         'outer: while Instant::now() < deadline {
@@ -725,6 +737,14 @@ impl RunnerThread {
                 return true;
             }
             std::hint::spin_loop();
+        }
+        if !found {
+            // Kicks back on before sleeping; chains that raced in are work.
+            for q in &mut self.queues {
+                if let Some(a) = q.active.as_mut().filter(|a| !a.broken) {
+                    found |= a.queue.enable_notification(&*a.mem).unwrap_or(true);
+                }
+            }
         }
         for q in &mut self.queues {
             q.poll_window = if found {

@@ -73,6 +73,11 @@ enum Op {
 pub const STUCK_AFTER: Duration = Duration::from_secs(5);
 pub const CANCEL_AFTER: Duration = Duration::from_secs(30);
 
+/// Data a round takes from the ring before it submits (bounded work per
+/// round, so one queue's large requests do not hold up its completions or
+/// the other queues of the thread).
+pub const MAX_ROUND_BYTES: u64 = 4 << 20;
+
 /// Processes one virtqueue. Owned by the thread that serves the queue.
 pub struct QueueWorker {
     index: u16,
@@ -86,6 +91,9 @@ pub struct QueueWorker {
     planned: Vec<IoRequest>,
     completions: Vec<IoCompletion>,
     chain: Chain,
+    /// Data bytes planned in the current round, and the cap.
+    round_bytes: u64,
+    max_round_bytes: u64,
     merge_max_bytes: u64,
     /// Used index at the last interrupt decision.
     signalled: u16,
@@ -117,6 +125,8 @@ impl QueueWorker {
             planned: Vec::new(),
             completions: Vec::new(),
             chain: Chain::default(),
+            round_bytes: 0,
+            max_round_bytes: MAX_ROUND_BYTES,
             merge_max_bytes: MERGE_MAX_BYTES,
             signalled: 0,
             unpublished: 0,
@@ -138,6 +148,11 @@ impl QueueWorker {
     /// Cap merged reads/writes at `bytes` (0 disables merging).
     pub fn set_merge_max_bytes(&mut self, bytes: u64) {
         self.merge_max_bytes = bytes;
+    }
+
+    /// Stop taking chains in a round once `bytes` of data are planned.
+    pub fn set_max_round_bytes(&mut self, bytes: u64) {
+        self.max_round_bytes = bytes.max(1);
     }
 
     /// Report progress to `log` (crash recovery), or stop reporting.
@@ -214,8 +229,10 @@ impl QueueWorker {
         Ok(total)
     }
 
-    /// Pop up to `budget` chains, plan them and submit their I/O in one go.
-    /// Returns the number of chains popped.
+    /// Pop up to `budget` chains (and about [`MAX_ROUND_BYTES`] of data, see
+    /// [`QueueWorker::set_max_round_bytes`]),
+    /// plan them and submit their I/O in one go. Returns the number of
+    /// chains popped.
     pub fn pop_and_submit<M: GuestMemory>(
         &mut self,
         queue: &mut Queue,
@@ -225,18 +242,31 @@ impl QueueWorker {
         let qi = self.index;
         let size = queue.size();
         let table = GuestAddress(queue.desc_table());
-        let mut heads = Vec::new();
-        {
-            let iter = queue.iter(mem).map_err(|e| QueueError::Ring(qi, e))?;
-            heads.extend(iter.take(budget).map(|dc| dc.head_index()));
+        let mut popped = 0;
+        let mut result = Ok(());
+        self.round_bytes = 0;
+        while popped < budget && self.round_bytes < self.max_round_bytes {
+            let head = match queue.iter(mem) {
+                Ok(mut iter) => match iter.next() {
+                    Some(dc) => dc.head_index(),
+                    None => break,
+                },
+                Err(e) => {
+                    result = Err(QueueError::Ring(qi, e));
+                    break;
+                }
+            };
+            popped += 1;
+            if let Err(e) = self.start_heads(queue, mem, table, size, &[head]) {
+                result = Err(e);
+                break;
+            }
         }
-        if heads.is_empty() {
-            return Ok(0);
+        if popped > 0 {
+            inc(&self.qstats().drains);
         }
-        inc(&self.qstats().drains);
-        let r = self.start_heads(queue, mem, table, size, &heads);
         self.submit_planned();
-        r.map(|()| heads.len())
+        result.map(|()| popped)
     }
 
     /// Execute chains named by their heads, ahead of the avail ring (crash
@@ -281,13 +311,14 @@ impl QueueWorker {
             if let Some(log) = self.log.as_mut() {
                 log.popped(head);
             }
+            let first = self.planned.len();
             let plan = Planner {
                 queue: qi,
                 limits: &self.limits,
                 serial: &self.serial,
                 stats: s,
             }
-            .plan(&chain, mem);
+            .plan(&chain, mem, &mut self.planned);
             match plan {
                 Plan::Done(len) => {
                     if let Err(e) = self.push_used(queue, mem, head, len) {
@@ -295,10 +326,12 @@ impl QueueWorker {
                         break;
                     }
                 }
-                Plan::Io(p, ops) => {
+                Plan::Io(p) => {
+                    self.round_bytes = self.round_bytes.saturating_add(p.bytes);
                     let token = self.requests.insert(p);
-                    self.planned
-                        .extend(ops.into_iter().map(|o| IoRequest { token, ..o }));
+                    for op in &mut self.planned[first..] {
+                        op.token = token;
+                    }
                 }
             }
         }

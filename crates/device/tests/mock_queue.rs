@@ -1,25 +1,23 @@
-//! The device core against a driver-side mock of a split ring
-//! (`virtio_queue::mock`) in real guest memory: every request type, every
+//! The device core against a driver-side split ring (the test kit's
+//! `SplitRing`) in real guest memory: every request type, every
 //! error path, hostile chains, batching and interrupt suppression. Every
 //! test checks the status byte, the used length and the backing bytes (or,
 //! when the ring itself is broken, that nothing was used and nothing
 //! written).
 //!
-//! The ring parts come from `virtio_queue::mock` (descriptor table, avail
-//! and used rings), placed at fixed addresses rather than with
-//! `MockSplitQueue::create`: in virtio-queue 0.18 that lays the used ring
-//! over the second half of the avail ring for queues of 16 and more (its
-//! `SplitQueueRing::end` counts ring elements as bytes; rust-vmm/vm-virtio
-//! PR #400), and the device's used-flags write then corrupts avail entries.
+//! The ring parts sit at fixed addresses (descriptor table, avail and used
+//! rings). virtio-queue's own mock is not used: in virtio-queue 0.18
+//! `MockSplitQueue::create` lays the used ring over the second half of the
+//! avail ring for queues of 16 and more (rust-vmm/vm-virtio PR #400).
 
 use std::sync::Arc;
 
 use vblk_backend::MemBackend;
 use vblk_device::{BlkConfig, BlkDevice, QueueError, QueueWorker};
-use vblk_interrupt::{InterruptKind, RecordingInterrupt};
+use vblk_interrupt::InterruptKind;
 use vblk_queue::{BrokenChain, Queue, QueueT};
-use virtio_queue::desc::{split::Descriptor, RawDescriptor};
-use virtio_queue::mock::{AvailRing, DescriptorTable, UsedRing};
+use vblk_testkit::RecordingInterrupt;
+use vblk_testkit::{Desc, SplitRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const QSIZE: u16 = 16;
@@ -86,9 +84,8 @@ type Outcome = (u8, u32, Vec<InterruptKind>);
 
 struct Rig {
     mem: &'static GuestMemoryMmap,
-    table: DescriptorTable<'static, GuestMemoryMmap>,
-    avail: AvailRing<'static, GuestMemoryMmap>,
-    used: UsedRing<'static, GuestMemoryMmap>,
+    /// The driver side: the test kit's split ring.
+    ring: SplitRing,
     queue: Queue,
     backend: MemBackend,
     dev: BlkDevice,
@@ -114,9 +111,7 @@ impl Rig {
             ])
             .unwrap(),
         ));
-        let table = DescriptorTable::new(mem, GuestAddress(DESC), QSIZE);
-        let avail = AvailRing::new(mem, GuestAddress(AVAIL), QSIZE);
-        let used = UsedRing::new(mem, GuestAddress(USED), QSIZE);
+        let ring = SplitRing::new(QSIZE, DESC, AVAIL, USED);
         let backend = MemBackend::new(DISK);
         backend.fill(0, &pristine());
         let mut c = BlkConfig::new(DISK);
@@ -133,9 +128,7 @@ impl Rig {
         queue.set_ready(true);
         Rig {
             mem,
-            table,
-            avail,
-            used,
+            ring,
             queue,
             backend,
             dev,
@@ -150,18 +143,16 @@ impl Rig {
 
     /// Write descriptor `i` of the ring's table.
     fn desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        self.table
-            .store(
-                i,
-                RawDescriptor::from(Descriptor::new(addr, len, flags, next)),
-            )
-            .unwrap();
+        self.ring
+            .desc(self.mem, i, Desc::new(addr, len, flags, next));
     }
 
     /// Write a descriptor anywhere in guest memory (indirect tables).
     fn desc_at(&self, at: u64, addr: u64, len: u32, flags: u16, next: u16) {
-        let d = RawDescriptor::from(Descriptor::new(addr, len, flags, next));
-        self.mem.write_obj(d, GuestAddress(at)).unwrap();
+        let d = Desc::new(addr, len, flags, next);
+        self.mem
+            .write_slice(&d.to_bytes(), GuestAddress(at))
+            .unwrap();
     }
 
     /// An indirect table at `at` holding a linked chain; returns its length in bytes.
@@ -186,13 +177,18 @@ impl Rig {
 
     /// Put `head` on the avail ring and bump the avail index.
     fn publish(&self, head: u16) {
-        let idx = self.avail.idx().load();
-        self.avail
-            .ring()
-            .ref_at(usize::from(idx % QSIZE))
-            .unwrap()
-            .store(head);
-        self.avail.idx().store(idx.wrapping_add(1));
+        // The avail index in memory is the truth (tests move it by hand).
+        let mut ring = self.ring.clone();
+        ring.avail_idx = self.avail_idx();
+        ring.publish(self.mem, head);
+    }
+
+    fn avail_idx(&self) -> u16 {
+        self.mem.read_obj(GuestAddress(AVAIL + 2)).unwrap()
+    }
+
+    fn set_avail_idx(&mut self, idx: u16) {
+        self.ring.set_avail_idx(self.mem, idx);
     }
 
     fn header(&self, at: u64, t: u32, sector: u64) {
@@ -215,17 +211,15 @@ impl Rig {
     }
 
     fn set_avail_flags(&self, flags: u16) {
-        self.mem.write_obj(flags, GuestAddress(AVAIL)).unwrap();
+        self.ring.set_avail_flags(self.mem, flags);
     }
 
     fn set_used_event(&self, v: u16) {
-        let at = AVAIL + 4 + 2 * u64::from(QSIZE);
-        self.mem.write_obj(v, GuestAddress(at)).unwrap();
+        self.ring.set_used_event(self.mem, v);
     }
 
     fn avail_event(&self) -> u16 {
-        let at = USED + 4 + 8 * u64::from(QSIZE);
-        self.mem.read_obj(GuestAddress(at)).unwrap()
+        self.ring.avail_event(self.mem)
     }
 
     // ---- device side
@@ -236,17 +230,10 @@ impl Rig {
 
     /// The next used element (id, len), if the device published one.
     fn used(&mut self) -> Option<(u32, u32)> {
-        if self.used.idx().load() == self.used_seen {
-            return None;
-        }
-        let e = self
-            .used
-            .ring()
-            .ref_at(usize::from(self.used_seen % QSIZE))
-            .unwrap()
-            .load();
-        self.used_seen = self.used_seen.wrapping_add(1);
-        Some((e.id(), e.len()))
+        self.ring.used_seen = self.used_seen;
+        let e = self.ring.take_used(self.mem);
+        self.used_seen = self.ring.used_seen;
+        e
     }
 
     fn read_status(&self, at: u64) -> u8 {
@@ -1085,7 +1072,7 @@ fn m22_avail_index_jumping_past_queue_size_is_a_ring_error() {
     r.put(DATA, &[7; 512]);
     r.chain_at(0, &[(HDR, 16, 0), (DATA, 512, 0), (STATUS, 1, F_WRITE)]);
     r.publish(0);
-    r.avail.idx().store(QSIZE + 1);
+    r.set_avail_idx(QSIZE + 1);
     // The transport sets DEVICE_NEEDS_RESET on this error.
     assert!(matches!(
         r.run(),
@@ -1313,8 +1300,8 @@ fn b3_a_failed_merge_keeps_each_requests_status() {
 fn b4_indexes_wrap_at_u16() {
     let mut r = Rig::new();
     let start = u16::MAX - 2;
-    r.avail.idx().store(start);
-    r.used.idx().store(start);
+    r.set_avail_idx(start);
+    r.ring.set_used_idx(r.mem, start);
     r.queue.set_next_avail(start);
     r.queue.set_next_used(start);
     r.used_seen = start;
@@ -1332,7 +1319,7 @@ fn b4_indexes_wrap_at_u16() {
         r.publish(3 * i);
     }
     assert_eq!(r.run().unwrap(), 5);
-    assert_eq!(r.used.idx().load(), 2);
+    assert_eq!(r.ring.used_idx(r.mem), 2);
     for i in 0..5u32 {
         assert_eq!(r.used(), Some((3 * i, 513)));
     }

@@ -354,3 +354,28 @@ fn a_partly_cached_range_completes_whole_for_every_engine_and_cache_mode() {
         );
     }
 }
+
+/// Bounded work per round: a round stops taking chains once its data
+/// reaches the byte cap, and submits what it has.
+#[test]
+fn a_round_stops_at_the_byte_cap() {
+    let backend = scripted(|_, _, _| Outcome::after(MS));
+    let mut r = Rig::with_backend(
+        backend,
+        RunnerOptions {
+            max_round_bytes: 128 * 1024,
+            ..Default::default()
+        },
+    );
+    r.runners.start(0, r.setup(None, vec![])).unwrap();
+    for i in 0..8u64 {
+        let (h, _, _) = r.request_len(1, i * 128, i as u8, 65536);
+        r.publish(h);
+    }
+    r.kick.write(1).unwrap();
+    r.wait_used(8);
+    // 8 × 64 KiB under a 128 KiB cap: at least four submissions.
+    let submits = r.dev_stat("submits");
+    assert!(submits >= 4, "{submits} submissions");
+    assert_eq!(r.dev_stat("chains_popped"), 8);
+}

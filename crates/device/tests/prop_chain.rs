@@ -17,10 +17,10 @@ use std::sync::{Arc, OnceLock};
 use proptest::prelude::*;
 use vblk_backend::MemBackend;
 use vblk_device::{BlkConfig, BlkDevice, QueueError};
-use vblk_interrupt::{InterruptKind, RecordingInterrupt};
+use vblk_interrupt::InterruptKind;
 use vblk_queue::{BrokenChain, Queue, QueueT};
-use virtio_queue::desc::{split::Descriptor, RawDescriptor};
-use virtio_queue::mock::{AvailRing, DescriptorTable, UsedRing};
+use vblk_testkit::RecordingInterrupt;
+use vblk_testkit::{Desc, SplitRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const QSIZE: u16 = 16;
@@ -100,9 +100,8 @@ fn allow(expect: &mut (Vec<u8>, Vec<u8>), after: &(Vec<u8>, Vec<u8>), addr: u64,
 
 struct Ring<'a> {
     mem: &'a GuestMemoryMmap,
-    table: DescriptorTable<'a, GuestMemoryMmap>,
-    avail: AvailRing<'a, GuestMemoryMmap>,
-    used: UsedRing<'a, GuestMemoryMmap>,
+    /// The driver side: the test kit's split ring.
+    ring: SplitRing,
     queue: Queue,
 }
 
@@ -117,16 +116,14 @@ impl<'a> Ring<'a> {
         queue.set_ready(true);
         Ring {
             mem,
-            table: DescriptorTable::new(mem, GuestAddress(DESC), QSIZE),
-            avail: AvailRing::new(mem, GuestAddress(AVAIL), QSIZE),
-            used: UsedRing::new(mem, GuestAddress(USED), QSIZE),
+            ring: SplitRing::new(QSIZE, DESC, AVAIL, USED),
             queue,
         }
     }
 
     fn desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let d = RawDescriptor::from(Descriptor::new(addr, len, flags, next));
-        self.table.store(i, d).unwrap();
+        self.ring
+            .desc(self.mem, i, Desc::new(addr, len, flags, next));
     }
 
     /// A linked chain in an indirect table at `at`; returns its length.
@@ -134,37 +131,24 @@ impl<'a> Ring<'a> {
         for (k, &(a, l, w)) in descs.iter().enumerate() {
             let last = k + 1 == descs.len();
             let flags = if w { F_WRITE } else { 0 } | if last { 0 } else { F_NEXT };
-            let d = RawDescriptor::from(Descriptor::new(a, l, flags, k as u16 + 1));
+            let d = Desc::new(a, l, flags, k as u16 + 1);
             self.mem
-                .write_obj(d, GuestAddress(at + 16 * k as u64))
+                .write_slice(&d.to_bytes(), GuestAddress(at + 16 * k as u64))
                 .unwrap();
         }
         16 * descs.len() as u32
     }
 
     fn publish(&self, head: u16) {
-        let idx = self.avail.idx().load();
-        self.avail
-            .ring()
-            .ref_at(usize::from(idx % QSIZE))
-            .unwrap()
-            .store(head);
-        self.avail.idx().store(idx.wrapping_add(1));
+        // The avail index in memory is the truth.
+        let mut ring = self.ring.clone();
+        ring.avail_idx = self.mem.read_obj(GuestAddress(AVAIL + 2)).unwrap();
+        ring.publish(self.mem, head);
     }
 
     fn used_entries(&self) -> Vec<(u32, u32)> {
-        let n = self.used.idx().load();
-        (0..n)
-            .map(|i| {
-                let e = self
-                    .used
-                    .ring()
-                    .ref_at(usize::from(i % QSIZE))
-                    .unwrap()
-                    .load();
-                (e.id(), e.len())
-            })
-            .collect()
+        let n = self.ring.used_idx(self.mem);
+        (0..n).map(|i| self.ring.used_entry(self.mem, i)).collect()
     }
 }
 

@@ -4,6 +4,9 @@
 //! NO_INTERRUPT suppression happens in the core, once, for every transport).
 //! The transport decides *how*: an MSI-X vector, the INTx line plus the ISR
 //! register, or a vhost-user call eventfd.
+//!
+//! The test double (`RecordingInterrupt`) lives in `vblk-testkit`, outside
+//! the release binary.
 
 use std::io;
 
@@ -22,52 +25,8 @@ pub trait Interrupt: Send + Sync {
     fn trigger(&self, kind: InterruptKind) -> io::Result<()>;
 }
 
-/// An [`Interrupt`] that records what was triggered, for tests.
-#[derive(Debug, Default)]
-pub struct RecordingInterrupt {
-    events: std::sync::Mutex<Vec<InterruptKind>>,
-}
-
-impl RecordingInterrupt {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Take every interrupt recorded so far.
-    pub fn take(&self) -> Vec<InterruptKind> {
-        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-impl Interrupt for RecordingInterrupt {
-    fn trigger(&self, kind: InterruptKind) -> io::Result<()> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(kind);
-        Ok(())
-    }
-}
-
 impl<T: Interrupt + ?Sized> Interrupt for std::sync::Arc<T> {
     fn trigger(&self, kind: InterruptKind) -> io::Result<()> {
         (**self).trigger(kind)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recording_interrupt_records_in_order() {
-        let r = RecordingInterrupt::new();
-        r.trigger(InterruptKind::Queue(1)).unwrap();
-        r.trigger(InterruptKind::Config).unwrap();
-        assert_eq!(
-            r.take(),
-            vec![InterruptKind::Queue(1), InterruptKind::Config]
-        );
-        assert!(r.take().is_empty());
     }
 }

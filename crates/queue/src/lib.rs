@@ -151,7 +151,7 @@ mod tests {
     use super::*;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::{Bytes, GuestMemoryMmap};
+    use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap};
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[
@@ -201,6 +201,28 @@ mod tests {
             .unwrap();
         let c = Chain::collect(0, chain);
         assert_eq!(c.error, Some(ChainError::ReadableAfterWritable));
+    }
+
+    #[test]
+    fn a_buffer_inside_one_region_is_one_iovec_at_its_host_address() {
+        let m = mem();
+        let mut out = vec![];
+        host_iovecs(&m, GuestAddress(0x1_0000), 0x3000, &mut out).unwrap();
+        let want = m
+            .get_slice(GuestAddress(0x1_0000), 0x3000)
+            .unwrap()
+            .ptr_guard_mut()
+            .as_ptr();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].iov_base as *mut u8, out[0].iov_len), (want, 0x3000));
+        // The region's last byte, and one past it.
+        out.clear();
+        host_iovecs(&m, GuestAddress(0x1f_ffff), 1, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            host_iovecs(&m, GuestAddress(0x20_0000), 1, &mut out),
+            Err(ChainError::BadAddress)
+        );
     }
 
     #[test]

@@ -258,17 +258,4 @@ impl ConfigSpace {
         };
         self.bytes[o] = (v & m & !type_mask) | type_bits;
     }
-
-    /// The address a BAR is programmed to (for diagnostics).
-    pub fn bar_address(&self, bar: usize) -> u64 {
-        let lo = u64::from(self.u32_at(BAR0 + 4 * bar));
-        let d = self.bars[bar];
-        if d.io {
-            lo & !0x3
-        } else if d.mem64 {
-            (lo & !0xf) | (u64::from(self.u32_at(BAR0 + 4 * (bar + 1))) << 32)
-        } else {
-            lo & !0xf
-        }
-    }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use vblk_device::runner::{PauseGuard, RingSetup, RunnerOptions, Runners};
-use vblk_device::{stats, BlkDevice};
+use vblk_device::{features, stats, BlkDevice};
 use vblk_interrupt::{Interrupt, InterruptKind};
 use vblk_queue::{Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
@@ -496,7 +496,8 @@ impl PciFunction {
             return;
         }
         if added & DRIVER_OK != 0 {
-            let event_idx = self.driver_features & (1 << 29) != 0;
+            let event_idx =
+                self.driver_features & features::bit(features::VIRTIO_RING_F_EVENT_IDX) != 0;
             for q in &mut self.queues {
                 q.queue.set_event_idx(event_idx);
             }

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::irq::Line;
+use crate::line::Line;
 
 #[derive(Default)]
 pub struct Intx {
@@ -79,7 +79,7 @@ impl Intx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::irq::CountingLine;
+    use crate::line::CountingLine;
 
     #[test]
     fn level_from_edges() {

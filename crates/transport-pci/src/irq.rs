@@ -8,9 +8,7 @@
 //!   "VIRTIO_MSI_NO_VECTOR ... no interrupt" (virtio 1.2, 4.1.5.1.2).
 //! * Otherwise INTx, with the ISR telling the driver why.
 
-use std::fs::File;
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vblk_device::{stats, Stats};
@@ -20,37 +18,7 @@ use crate::intx::Intx;
 use crate::msix::{Msix, Sent};
 use crate::regs::{isr, msix::NO_VECTOR};
 
-/// Something that can be signalled: an eventfd, or a counter in tests.
-pub trait Line: Send + Sync {
-    fn signal(&self);
-}
-
-/// An eventfd from the client.
-pub struct EventFdLine(pub File);
-
-impl Line for EventFdLine {
-    fn signal(&self) {
-        // An eventfd write only fails when the counter would overflow,
-        // i.e. when the reader has stopped: nothing to do about it here.
-        let _ = (&self.0).write_all(&1u64.to_ne_bytes());
-    }
-}
-
-/// Counts signals, for tests.
-#[derive(Default)]
-pub struct CountingLine(pub AtomicU64);
-
-impl Line for CountingLine {
-    fn signal(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl CountingLine {
-    pub fn count(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use crate::line::*;
 
 struct State {
     isr: u8,

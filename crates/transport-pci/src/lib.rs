@@ -7,10 +7,11 @@
 //! * [`legacy`] — BAR0, the legacy virtio I/O registers;
 //! * [`modern`] — BAR4, common cfg / notify / ISR / device cfg;
 //! * [`msix`] — the MSI-X table, PBA and masks (BAR1);
+//! * [`line`] — what an interrupt signals (a client eventfd);
 //! * [`intx`] — the INTA# line over a vfio eventfd;
 //! * [`irq`] — routing "queue n / config" to an MSI-X vector or INTx + ISR;
 //! * [`function`] — the function: config space and BAR routing, reset,
-//!   status, and kick → device core → interrupt;
+//!   status, and kick → the queue threads (device core runners);
 //! * [`vfio`] — the vfio-user server, a thin adapter over [`function`].
 //!
 //! Everything but [`vfio`] is plain state driven by register accesses, so
@@ -23,6 +24,7 @@ pub mod fuzzing;
 pub mod intx;
 pub mod irq;
 pub mod legacy;
+pub mod line;
 pub mod modern;
 pub mod msix;
 pub mod regs;

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::irq::Line;
+use crate::line::Line;
 use crate::regs::layout::{MSIX_BAR_MIN_SIZE, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET};
 use crate::regs::msix::{ENTRY_SIZE, MAX_VECTORS, VECTOR_CTRL_MASKED};
 
@@ -232,7 +232,7 @@ impl Msix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::irq::CountingLine;
+    use crate::line::CountingLine;
 
     #[test]
     fn layout_grows_past_128_vectors() {

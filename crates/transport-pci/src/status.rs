@@ -77,7 +77,7 @@ pub fn transition(cur: u8, new: u8, legacy: bool) -> Result<u8, Refused> {
 /// accept VIRTIO_F_VERSION_1 if it is offered", 6.1); the device MAY refuse
 /// to work otherwise ("A device MAY fail to operate further if
 /// VIRTIO_F_VERSION_1 is not accepted", 6.2) — and we do.
-pub const VERSION_1: u64 = 1 << 32;
+pub const VERSION_1: u64 = vblk_device::features::bit(vblk_device::features::VIRTIO_F_VERSION_1);
 
 /// Whether the device accepts FEATURES_OK for `accepted` features out of
 /// `offered`: nothing that was not offered, and VERSION_1 on the modern

@@ -641,6 +641,8 @@ pub fn serve(
     let thread: JoinHandle<Result<(), ServerError>> = std::thread::Builder::new()
         .name("vfio-user".into())
         .spawn(move || {
+            vblk_seccomp::enter(vblk_seccomp::ThreadKind::VfioUser)
+                .map_err(|e| ServerError::Io("seccomp", e))?;
             server.run(|| {
                 let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
                 PciFunction::with_runners(device.clone(), mem, threads, runner.clone())

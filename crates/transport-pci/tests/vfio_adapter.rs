@@ -466,3 +466,46 @@ fn zero_length_accesses_touch_nothing() {
     b.region_write(MODERN as u32, NOTIFY_OFFSET, &[]).unwrap();
     b.region_read(REGION_CONFIG, 0, &mut []).unwrap();
 }
+
+/// "the server must release all references to that DMA region before
+/// replying, which potentially includes in-flight DMA transactions": a
+/// DMA_UNMAP while a slow read is in flight waits for the read, which
+/// completes into the memory before it goes.
+#[test]
+fn dma_unmap_waits_for_in_flight_io() {
+    use std::time::{Duration, Instant};
+    use vblk_backend::testing::{Outcome, ScriptedBackend};
+    let disk = ScriptedBackend::new(DISK);
+    disk.fill(0, &[0x3c; 512]);
+    disk.set_script(|_, _, _| Outcome::after(Duration::from_millis(300)));
+    let dev = Arc::new(vblk_device::BlkDevice::new(
+        vblk_device::BlkConfig::new(DISK),
+        Arc::new(disk.clone()),
+    ));
+    let f = PciFunction::new(dev, GuestMemoryAtomic::new(GuestMemoryMmap::new())).unwrap();
+    let mut b = Backend::new(f);
+    let ram = GuestRam::new(RAM);
+    map_all(&mut b, &ram);
+    let mut ring = Ring::new(0x1_0000, 0x2_0000, 0x3_0000, 64, 0x10_0000);
+    let notify = modern_probe(&mut b, &ring, false);
+    let (buf, st) = ring.request(&ram.mem, VIRTIO_BLK_T_IN, 0, &[0; 512]);
+    b.bar_wr(MODERN, notify, 2, 0);
+    let t = Instant::now();
+    while disk.in_kernel() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the read never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    b.dma_unmap(DmaUnmapFlags::NONE, 0, ram.size).unwrap();
+    // When the unmap is answered nothing is in flight, and the read landed.
+    assert_eq!(disk.in_kernel(), 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "unmap did not wait"
+    );
+    assert_eq!(status_byte(&ram.mem, st), 0);
+    assert_eq!(read_bytes(&ram.mem, buf, 512), vec![0x3c; 512]);
+    assert_eq!(ring.used_idx(&ram.mem), 1);
+}

@@ -43,6 +43,8 @@ pub enum Error {
     Socket(#[from] SocketError),
     #[error("waiting on {0}: {1}")]
     Poll(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Seccomp(std::io::Error),
 }
 
 /// Longest wait for the rest of a message, or for room to send a reply.
@@ -75,6 +77,8 @@ pub fn serve(
 ) -> Result<(), Error> {
     let bound = BoundSocket::bind(socket)?;
     log::info!("vhost-user-blk: listening on {}", socket.display());
+    // This thread serves every front end: narrow its filter before the first.
+    vblk_seccomp::enter(vblk_seccomp::ThreadKind::VhostUser).map_err(Error::Seccomp)?;
     loop {
         match wait_readable(bound.listener().as_raw_fd(), &stop) {
             Ok(Wake::Stop) => break,

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use vblk_backend::{Backend, MemBackend};
 use vblk_device::runner::{RingSetup, RunnerOptions, Runners};
 use vblk_device::{BlkConfig, BlkDevice, InflightLog};
-use vblk_interrupt::RecordingInterrupt;
 use vblk_queue::{Queue, QueueT};
+use vblk_testkit::blk::header;
+use vblk_testkit::RecordingInterrupt;
+use vblk_testkit::{Desc, SplitRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -21,6 +23,7 @@ pub const BUFS: u64 = 0x10_0000;
 pub const DISK: u64 = 1 << 20;
 
 pub struct Rig<B> {
+    pub dev: Arc<BlkDevice>,
     pub mem: GuestMemoryMmap,
     pub atomic: GuestMemoryAtomic<GuestMemoryMmap>,
     pub backend: Arc<B>,
@@ -29,6 +32,8 @@ pub struct Rig<B> {
     pub kick: Arc<EventFd>,
     pub avail_idx: u16,
     next_desc: u16,
+    /// The ring's layout and driver side (the kit's builder).
+    pub ring: SplitRing,
 }
 
 pub fn queue() -> Queue {
@@ -58,6 +63,7 @@ impl<B: Backend + 'static> Rig<B> {
         ));
         let runners = Runners::new(&dev, 0, opts).unwrap();
         Rig {
+            dev: dev.clone(),
             mem,
             atomic,
             backend,
@@ -66,6 +72,7 @@ impl<B: Backend + 'static> Rig<B> {
             kick: Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
             avail_idx: 0,
             next_desc: 0,
+            ring: SplitRing::new(QSIZE, DESC, AVAIL, USED),
         }
     }
 
@@ -82,14 +89,8 @@ impl<B: Backend + 'static> Rig<B> {
     }
 
     pub fn desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let mut b = [0u8; 16];
-        b[0..8].copy_from_slice(&addr.to_le_bytes());
-        b[8..12].copy_from_slice(&len.to_le_bytes());
-        b[12..14].copy_from_slice(&flags.to_le_bytes());
-        b[14..16].copy_from_slice(&next.to_le_bytes());
-        self.mem
-            .write_slice(&b, GuestAddress(DESC + 16 * u64::from(i)))
-            .unwrap();
+        self.ring
+            .desc(&self.mem, i, Desc::new(addr, len, flags, next));
     }
 
     /// Write a 3-descriptor request (type, sector, 512 data bytes) into the
@@ -105,10 +106,9 @@ impl<B: Backend + 'static> Rig<B> {
         self.next_desc = (self.next_desc + 3) % (QSIZE - QSIZE % 3);
         let base = BUFS + u64::from(head) * 0x2_0000;
         let (hdr, status, data) = (base, base + 0x200, base + 0x1000);
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&t.to_le_bytes());
-        h[8..16].copy_from_slice(&sector.to_le_bytes());
-        self.mem.write_slice(&h, GuestAddress(hdr)).unwrap();
+        self.mem
+            .write_slice(&header(t, sector), GuestAddress(hdr))
+            .unwrap();
         self.mem
             .write_slice(&vec![fill; len as usize], GuestAddress(data))
             .unwrap();
@@ -121,18 +121,13 @@ impl<B: Backend + 'static> Rig<B> {
     }
 
     pub fn publish(&mut self, head: u16) {
-        let slot = u64::from(self.avail_idx % QSIZE);
-        self.mem
-            .write_obj(head, GuestAddress(AVAIL + 4 + 2 * slot))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
-            .unwrap();
+        self.ring.avail_idx = self.avail_idx;
+        self.ring.publish(&self.mem, head);
+        self.avail_idx = self.ring.avail_idx;
     }
 
     pub fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(USED + 2)).unwrap()
+        self.ring.used_idx(&self.mem)
     }
 
     pub fn wait_used(&self, n: u16) {
@@ -153,12 +148,18 @@ impl<B: Backend + 'static> Rig<B> {
 }
 
 impl<B> Rig<B> {
+    /// Queue 0's counter `name`.
+    pub fn dev_stat(&self, name: &str) -> u64 {
+        self.dev.stats().queues[0]
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
     /// Used element `i` (id, len).
     pub fn used_elem(&self, i: u16) -> (u32, u32) {
-        let at = USED + 4 + 8 * u64::from(i % QSIZE);
-        (
-            self.mem.read_obj(GuestAddress(at)).unwrap(),
-            self.mem.read_obj(GuestAddress(at + 4)).unwrap(),
-        )
+        self.ring.used_entry(&self.mem, i)
     }
 }

@@ -7,13 +7,16 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::FromRawFd;
+
 use std::sync::Arc;
+use vblk_testkit::blk::header;
+use vblk_testkit::{SplitRing, F_WRITE};
 
 use vblk_transport_pci::regs::{common, layout::*, legacy, msix, status::*};
 use vblk_transport_pci::vfio::Backend;
 use vblk_transport_pci::PciFunction;
 use vblk_vfio_user::Backend as _;
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 pub const CONFIG_REGION: u32 = 7;
 
@@ -100,26 +103,12 @@ pub struct GuestRam {
 
 impl GuestRam {
     pub fn new(size: u64) -> GuestRam {
-        // SAFETY: a NUL-terminated name and no flags; the fd returned is
-        // checked and then owned by the File.
-        let fd = unsafe { libc::memfd_create(c"vblk-test-ram".as_ptr(), 0) };
-        assert!(fd >= 0, "memfd_create");
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(size).unwrap();
-        let region = MmapRegion::build(
-            Some(FileOffset::new(file.try_clone().unwrap(), 0)),
-            size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-        )
-        .unwrap();
-        let mem =
-            GuestMemoryMmap::from_regions(vec![
-                GuestRegionMmap::new(region, GuestAddress(0)).unwrap()
-            ])
-            .unwrap();
-        GuestRam { file, mem, size }
+        let ram = vblk_testkit::GuestRam::memfd(size).unwrap();
+        GuestRam {
+            file: ram.file.expect("memfd"),
+            mem: ram.mem,
+            size,
+        }
     }
 }
 
@@ -181,22 +170,11 @@ impl Ring {
         }
     }
 
-    fn write_desc(
-        &self,
-        mem: &GuestMemoryMmap,
-        i: u16,
-        addr: u64,
-        len: u32,
-        flags: u16,
-        next: u16,
-    ) {
-        let mut b = [0u8; 16];
-        b[0..8].copy_from_slice(&addr.to_le_bytes());
-        b[8..12].copy_from_slice(&len.to_le_bytes());
-        b[12..14].copy_from_slice(&flags.to_le_bytes());
-        b[14..16].copy_from_slice(&next.to_le_bytes());
-        mem.write_slice(&b, GuestAddress(self.desc + 16 * u64::from(i)))
-            .unwrap();
+    /// The kit's view of this ring.
+    pub fn split(&self) -> SplitRing {
+        let mut r = SplitRing::new(self.size, self.desc, self.avail, self.used);
+        r.avail_idx = self.avail_idx;
+        r
     }
 
     /// Publish a 3-descriptor request (header, data, status) for `len`
@@ -215,32 +193,28 @@ impl Ring {
         assert!(data.len() < 0x3000);
         let base = self.scratch + u64::from(slot % 8) * 0x4000;
         let (hdr, buf, status) = (base, base + 0x1000, base + 0x1000 + data.len() as u64);
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&kind.to_le_bytes());
-        h[8..16].copy_from_slice(&sector.to_le_bytes());
-        mem.write_slice(&h, GuestAddress(hdr)).unwrap();
+        mem.write_slice(&header(kind, sector), GuestAddress(hdr))
+            .unwrap();
         mem.write_slice(data, GuestAddress(buf)).unwrap();
         mem.write_obj(0xeeu8, GuestAddress(status)).unwrap();
-        const NEXT: u16 = 1;
-        const WRITE: u16 = 2;
-        let data_flags = if kind == VIRTIO_BLK_T_IN {
-            NEXT | WRITE
-        } else {
-            NEXT
-        };
-        self.write_desc(mem, head, hdr, 16, NEXT, head + 1);
-        self.write_desc(mem, head + 1, buf, data.len() as u32, data_flags, head + 2);
-        self.write_desc(mem, head + 2, status, 1, WRITE, 0);
-        mem.write_obj(head, GuestAddress(self.avail + 4 + 2 * u64::from(slot)))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        mem.write_obj(self.avail_idx, GuestAddress(self.avail + 2))
-            .unwrap();
+        let data_flags = if kind == VIRTIO_BLK_T_IN { F_WRITE } else { 0 };
+        let mut ring = self.split();
+        ring.chain_at(
+            mem,
+            head,
+            &[
+                (hdr, 16, 0),
+                (buf, data.len() as u32, data_flags),
+                (status, 1, F_WRITE),
+            ],
+        );
+        ring.publish(mem, head);
+        self.avail_idx = ring.avail_idx;
         (buf, status)
     }
 
     pub fn used_idx(&self, mem: &GuestMemoryMmap) -> u16 {
-        mem.read_obj(GuestAddress(self.used + 2)).unwrap()
+        self.split().used_idx(mem)
     }
 }
 

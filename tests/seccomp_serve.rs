@@ -1,0 +1,326 @@
+//! `vblk serve --seccomp kill` (the default) for real: every thread runs
+//! under its filters (read back from /proc), a libblkio front end reads,
+//! writes, flushes, discards and zeroes with both engines and both cache
+//! modes, the counters are served, and SIGTERM still ends in exit 0. A
+//! system call missing from a list would kill the daemon (SIGSYS) and fail
+//! these tests.
+
+use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use blkio::{Blkio, Blkioq, Completion, ReqFlags};
+
+struct Daemon {
+    child: Child,
+    sock: PathBuf,
+    ctl: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, transport: &str, image: &str, extra: &[&str]) -> Daemon {
+        let sock = dir.join("vblk.sock");
+        let ctl = dir.join("vblk.ctl");
+        let child = Command::new(env!("CARGO_BIN_EXE_vblk"))
+            .args(["serve", "--image", image, transport])
+            .arg(&sock)
+            .arg("--control")
+            .arg(&ctl)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start vblk");
+        let mut d = Daemon { child, sock, ctl };
+        let t = Instant::now();
+        while !d.sock.exists() {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("vblk exited at start: {st}");
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// Thread name -> (seccomp mode, number of filters), from /proc.
+    fn threads(&self) -> BTreeMap<String, Vec<(u32, u32)>> {
+        let mut out: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
+        let dir = format!("/proc/{}/task", self.child.id());
+        for t in std::fs::read_dir(dir).unwrap().flatten() {
+            let Ok(comm) = std::fs::read_to_string(t.path().join("comm")) else {
+                continue; // the thread just exited
+            };
+            let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+                continue;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().parse::<u32>().unwrap())
+                    .unwrap_or(0)
+            };
+            out.entry(comm.trim().to_string())
+                .or_default()
+                .push((field("Seccomp:"), field("Seccomp_filters:")));
+        }
+        out
+    }
+
+    /// Wait until a thread named `name` shows up.
+    fn wait_thread(&self, name: &str) -> BTreeMap<String, Vec<(u32, u32)>> {
+        let t = Instant::now();
+        loop {
+            let th = self.threads();
+            if th.contains_key(name) {
+                return th;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no {name}: {th:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+            .args(["stats", "--json", "--socket"])
+            .arg(&self.ctl)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every thread named `name` has seccomp mode `mode` (2: filter) and
+/// `filters` filters stacked.
+fn expect(th: &BTreeMap<String, Vec<(u32, u32)>>, name: &str, mode: u32, filters: u32) {
+    let v = th
+        .get(name)
+        .unwrap_or_else(|| panic!("no thread {name}: {th:?}"));
+    for &(m, f) in v {
+        assert_eq!((m, f), (mode, filters), "{name}: {th:?}");
+    }
+}
+
+struct Client {
+    _b: Blkio,
+    q: Blkioq,
+    buf: *mut u8,
+}
+
+impl Client {
+    fn connect(sock: &Path, queues: i32) -> Client {
+        let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
+        b.set_str("path", sock.to_str().unwrap()).unwrap();
+        b.connect().unwrap();
+        b.set_i32("num-queues", queues).unwrap();
+        let mut out = b.start().unwrap();
+        let q = out.queues.remove(0);
+        let region = b.alloc_mem_region(1 << 20).unwrap();
+        b.map_mem_region(&region).unwrap();
+        Client {
+            _b: b,
+            q,
+            buf: region.addr as *mut u8,
+        }
+    }
+
+    fn buf(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= 1 << 20);
+        // SAFETY: the region is mapped, ours, and 1 MiB long.
+        unsafe { std::slice::from_raw_parts_mut(self.buf, len) }
+    }
+
+    fn wait(&mut self) -> i32 {
+        let mut c = [MaybeUninit::<Completion>::uninit()];
+        let mut timeout = Duration::from_secs(10);
+        let n = self.q.do_io(&mut c, 1, Some(&mut timeout), None).unwrap();
+        assert_eq!(n, 1, "no completion within 10 s");
+        // SAFETY: do_io initialised one completion.
+        unsafe { c[0].assume_init_ref() }.ret
+    }
+
+    fn write(&mut self, off: u64, data: &[u8]) -> i32 {
+        self.buf(data.len()).copy_from_slice(data);
+        self.q
+            .write(off, self.buf, data.len(), 0, ReqFlags::empty());
+        self.wait()
+    }
+
+    fn read(&mut self, off: u64, len: usize) -> Vec<u8> {
+        self.buf(len).fill(0xee);
+        self.q.read(off, self.buf, len, 0, ReqFlags::empty());
+        assert_eq!(self.wait(), 0, "read at {off}");
+        self.buf(len).to_vec()
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect()
+}
+
+#[test]
+fn vhost_user_under_kill_every_engine_and_cache_mode() {
+    for (aio, cache) in [
+        ("io-uring", "writeback"),
+        ("io-uring", "none"),
+        ("threads", "writeback"),
+        ("threads", "none"),
+    ] {
+        let what = format!("--aio {aio} --cache {cache}");
+        // /var/tmp: a disk file system (O_DIRECT needs one; tmpfs has none).
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let img = dir.path().join("disk.img");
+        let d = Daemon::start(
+            dir.path(),
+            "--vhost-user",
+            img.to_str().unwrap(),
+            &[
+                "--size",
+                "8M",
+                "--num-queues",
+                "2",
+                "--aio",
+                aio,
+                "--cache",
+                cache,
+                "--seccomp",
+                "kill",
+            ],
+        );
+        // Before any front end: the main thread under main + vhost-user,
+        // the control and signal threads under theirs.
+        let th = d.threads();
+        expect(&th, "vblk", 2, 2);
+        expect(&th, "vblk-control", 2, 1);
+        expect(&th, "vblk-signals", 2, 1);
+
+        let mut c = Client::connect(&d.sock, 2);
+        // The queue threads, started for this front end, add their own.
+        let th = d.wait_thread("vblk-queue-1");
+        expect(&th, "vblk-queue-0", 2, 3);
+        expect(&th, "vblk-queue-1", 2, 3);
+
+        for i in 0..8u64 {
+            assert_eq!(c.write(i * 65536, &pattern(i as u8, 8192)), 0, "{what}");
+        }
+        c.q.flush(0, ReqFlags::empty());
+        assert_eq!(c.wait(), 0, "flush, {what}");
+        c.q.discard(65536, 8192, 0, ReqFlags::empty());
+        assert_eq!(c.wait(), 0, "discard, {what}");
+        c.q.write_zeroes(2 * 65536, 4096, 0, ReqFlags::empty());
+        assert_eq!(c.wait(), 0, "write zeroes, {what}");
+        assert_eq!(c.read(0, 8192), pattern(0, 8192), "{what}");
+        assert_eq!(c.read(65536, 8192), vec![0u8; 8192], "{what}");
+        let mut z = pattern(2, 8192);
+        z[..4096].fill(0);
+        assert_eq!(c.read(2 * 65536, 8192), z, "{what}");
+        for i in 3..8u64 {
+            assert_eq!(c.read(i * 65536, 8192), pattern(i as u8, 8192), "{what}");
+        }
+        let s = d.stats();
+        assert!(s["queues"][0]["req_out"].as_u64().unwrap() >= 8, "{what}");
+
+        // SIGTERM with the front end connected: exit 0, files removed.
+        let st = d.stop();
+        assert!(st.success(), "{what}: exit status {st}");
+        assert!(!dir.path().join("vblk.sock").exists(), "{what}");
+        assert!(!dir.path().join("vblk.ctl").exists(), "{what}");
+        drop(c);
+        let bytes = std::fs::read(&img).unwrap();
+        assert_eq!(&bytes[7 * 65536..7 * 65536 + 8192], &pattern(7, 8192)[..]);
+    }
+}
+
+#[test]
+fn vhost_user_reconnect_under_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "--vhost-user", "null:4M", &[]);
+    for round in 0..3u8 {
+        let mut c = Client::connect(&d.sock, 1);
+        assert_eq!(c.write(4096, &pattern(round, 4096)), 0);
+        drop(c);
+    }
+    let th = d.threads();
+    expect(&th, "vblk", 2, 2);
+    assert!(d.stop().success());
+}
+
+#[test]
+fn vfio_user_under_kill_filters_every_thread_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "--vfio-user", "null:4M", &["--num-queues", "2"]);
+    let th = d.wait_thread("vfio-user");
+    expect(&th, "vblk", 2, 1);
+    expect(&th, "vfio-user", 2, 2);
+    expect(&th, "vblk-control", 2, 1);
+    expect(&th, "vblk-signals", 2, 1);
+    // A client: the server makes the PCI function and its queue threads.
+    let conn = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    let th = d.wait_thread("vblk-queue-1");
+    expect(&th, "vblk-queue-0", 2, 3);
+    expect(&th, "vblk-queue-1", 2, 3);
+    drop(conn);
+    let st = d.stop();
+    assert!(st.success(), "exit status {st}");
+    assert!(!dir.path().join("vblk.sock").exists());
+}
+
+#[test]
+fn off_installs_nothing_and_log_installs_the_same_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "--vhost-user", "null:4M", &["--seccomp", "off"]);
+    let th = d.threads();
+    for name in ["vblk", "vblk-control", "vblk-signals"] {
+        expect(&th, name, 0, 0);
+    }
+    assert!(d.stop().success());
+
+    let d = Daemon::start(dir.path(), "--vhost-user", "null:4M", &["--seccomp", "log"]);
+    let mut c = Client::connect(&d.sock, 1);
+    assert_eq!(c.write(0, &pattern(1, 512)), 0);
+    let th = d.wait_thread("vblk-queue-0");
+    expect(&th, "vblk", 2, 2);
+    expect(&th, "vblk-queue-0", 2, 3);
+    assert!(d.stop().success());
+}
+
+#[test]
+fn bad_mode_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args([
+            "serve",
+            "--image",
+            "null:1M",
+            "--vhost-user",
+            "/nonexistent/x",
+            "--seccomp",
+            "allow",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seccomp"));
+}
