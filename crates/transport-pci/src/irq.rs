@@ -8,7 +8,6 @@
 //!   "VIRTIO_MSI_NO_VECTOR ... no interrupt" (virtio 1.2, 4.1.5.1.2).
 //! * Otherwise INTx, with the ISR telling the driver why.
 
-#[cfg(any(test, feature = "test-util"))]
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vblk_device::{stats, Stats};
