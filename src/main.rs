@@ -114,8 +114,12 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Busy-poll the avail ring and the storage completions for up to N
-    /// microseconds (adaptive) before a queue thread sleeps (0 = off).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// microseconds before a queue thread sleeps (0 = off). Adaptive: the
+    /// window halves each time a poll finds nothing (down to N/16) and
+    /// doubles when it finds work, so an idle queue costs nothing. Default
+    /// 32, like QEMU's iothreads: it hides the driver's wake-up behind the
+    /// poll instead of two sleeps per batch (see BENCHMARKS.md).
+    #[arg(long, default_value_t = 32, value_name = "N")]
     poll_us: u64,
     /// Requests a queue thread takes from the ring per round before it
     /// submits them and publishes what completed.
