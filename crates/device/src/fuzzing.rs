@@ -203,9 +203,7 @@ pub type Seed = (&'static str, Vec<u8>, Vec<(u32, u32)>);
 /// Well-formed `chain_process` inputs, to seed the fuzzer's corpus and to
 /// check (in the smoke test) that the input layout reaches real I/O.
 pub fn chain_process_seeds() -> Vec<Seed> {
-    const NEXT: u16 = 1;
-    const WRITE: u16 = 2;
-    const INDIRECT: u16 = 4;
+    use vblk_testkit::ring::{Desc, F_INDIRECT as INDIRECT, F_NEXT as NEXT, F_WRITE as WRITE};
     struct Input {
         table: [u8; 128],
         avail: [u8; 20],
@@ -220,11 +218,8 @@ pub fn chain_process_seeds() -> Vec<Seed> {
             }
         }
         fn desc(&mut self, i: usize, addr: u64, len: u32, flags: u16, next: u16) -> &mut Self {
-            let d = &mut self.table[16 * i..16 * i + 16];
-            d[0..8].copy_from_slice(&addr.to_le_bytes());
-            d[8..12].copy_from_slice(&len.to_le_bytes());
-            d[12..14].copy_from_slice(&flags.to_le_bytes());
-            d[14..16].copy_from_slice(&next.to_le_bytes());
+            self.table[16 * i..16 * i + 16]
+                .copy_from_slice(&Desc::new(addr, len, flags, next).to_bytes());
             self
         }
         /// Guest bytes at `addr` (>= 0x3000).
