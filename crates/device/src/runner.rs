@@ -358,6 +358,20 @@ fn token(slot: usize, kind: u64) -> u64 {
     ((slot as u64) << 2) | kind
 }
 
+/// Whether a region of `mem` holds a mapping that contained a fault.
+fn faulted_in(mem: &GuestMemoryMmap) -> bool {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+    mem.iter().any(|r| {
+        let (Ok(base), Ok(len)) = (
+            r.get_host_address(MemoryRegionAddress(0)),
+            usize::try_from(r.len()),
+        ) else {
+            return false;
+        };
+        vblk_memory::faulted_within(base as usize, len)
+    })
+}
+
 fn drain_eventfd(fd: &EventFd) {
     let _ = fd.read();
 }
@@ -676,7 +690,10 @@ impl RunnerThread {
         // zeroes or went nowhere: the ring cannot be trusted any more.
         if result.is_ok() && vblk_memory::contained_faults() != a.faults {
             a.faults = vblk_memory::contained_faults();
-            result = Err(QueueError::MemoryFault(q.worker.index()));
+            // Some mapping faulted; was it one of this ring's memory?
+            if faulted_in(&mem) {
+                result = Err(QueueError::MemoryFault(q.worker.index()));
+            }
         }
         match result {
             Ok(more) => more,

@@ -164,9 +164,22 @@ static CONTAINED: AtomicU64 = AtomicU64::new(0);
 static OLD_BUS: OnceLock<libc::sigaction> = OnceLock::new();
 static OLD_SEGV: OnceLock<libc::sigaction> = OnceLock::new();
 
-/// Faults contained so far, process-wide (for counters and tests).
+/// Faults contained so far, process-wide (for counters and tests; a cheap
+/// "did anything happen" check before [`faulted_within`]).
 pub fn contained_faults() -> u64 {
     CONTAINED.load(Ordering::Relaxed)
+}
+
+/// Whether a registered mapping lying inside the host range
+/// `[start, start + len)` has contained a fault: tells one device's guest
+/// memory from another's.
+pub fn faulted_within(start: usize, len: usize) -> bool {
+    TABLE.iter().any(|s| {
+        s.state.load(Ordering::Acquire) == ACTIVE && s.faults.load(Ordering::Relaxed) != 0 && {
+            let at = s.start.load(Ordering::Relaxed);
+            at >= start && at - start < len
+        }
+    })
 }
 
 fn claim() -> Option<usize> {

@@ -90,6 +90,15 @@ fn a_file_shrunk_under_the_mapping_is_contained_and_reported() {
         .unwrap();
     assert!(m.faults().past_eof(), "{:?}", m.faults());
     assert!(vblk_memory::contained_faults() >= before + 2);
+    // The fault is told to this mapping's memory, not to other memory.
+    let base = m.region().as_ptr() as usize;
+    assert!(vblk_memory::faulted_within(base, (4 * PAGE) as usize));
+    let other = memfd(PAGE, false);
+    let o = map_guest_region(other, 0, PAGE, GuestAddress(0x100000), true).unwrap();
+    assert!(!vblk_memory::faulted_within(
+        o.region().as_ptr() as usize,
+        PAGE as usize
+    ));
     drop(mem);
     drop(m);
 }
