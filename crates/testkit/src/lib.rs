@@ -8,12 +8,14 @@
 //! * [`blk`]: virtio-blk requests (header, data, status) for every type;
 //! * [`vhost_user`]: a vhost-user front end (rust-vmm `vhost`'s frontend,
 //!   plus raw messages for what that API refuses to send);
+//! * [`fuzz`]: what the fuzz bodies share (a byte reader, a leak check);
 //! * `RecordingInterrupt` (feature `test-util`): an interrupt sink for the
 //!   device core's tests.
 //!
 //! Used by the tests of every crate, the fuzz targets and `vblk torture`.
 
 pub mod blk;
+pub mod fuzz;
 pub mod mem;
 pub mod ring;
 pub mod vhost_user;

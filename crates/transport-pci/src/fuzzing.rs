@@ -113,35 +113,6 @@ pub struct Outcome {
     pub status_bytes: Vec<u8>,
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes([self.u8()?, self.u8()?]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes([
-            self.u8()?,
-            self.u8()?,
-            self.u8()?,
-            self.u8()?,
-        ]))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from(self.u32()?) | (u64::from(self.u32()?) << 32))
-    }
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let (a, b) = self.0.split_at(n.min(self.0.len()));
-        self.0 = b;
-        a
-    }
-}
-
 fn width(w: u8) -> usize {
     if w & 4 != 0 {
         usize::from(w >> 3) % 9
@@ -154,30 +125,12 @@ fn pristine() -> Vec<u8> {
     (0..DISK as usize).map(|i| (i % 251) as u8).collect()
 }
 
-/// Threads and open fds of this process (Linux).
-pub fn process_counts() -> (usize, usize) {
-    let count = |d: &str| std::fs::read_dir(d).map_or(0, |r| r.count());
-    (count("/proc/self/task"), count("/proc/self/fd"))
-}
+pub use vblk_testkit::fuzz::process_counts;
+use vblk_testkit::fuzz::ByteReader as Reader;
 
 /// Wait briefly for the counts to come back to `before`; panic if not.
 pub fn assert_no_leak(before: (usize, usize)) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let now = process_counts();
-        if now.0 <= before.0 && now.1 <= before.1 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "leak: {} threads and {} fds before, {} and {} after the function",
-            before.0,
-            before.1,
-            now.0,
-            now.1
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    vblk_testkit::fuzz::assert_no_leak(before, "the function");
 }
 
 /// The fuzz target: [`run`] with the leak check.

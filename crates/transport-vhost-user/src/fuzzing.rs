@@ -73,24 +73,6 @@ pub struct Outcome {
     pub disk_head: Vec<u8>,
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes([self.u8()?, self.u8()?]))
-    }
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let (a, b) = self.0.split_at(n.min(self.0.len()));
-        self.0 = b;
-        a
-    }
-}
-
 fn memfd(pages: u8, image: &[u8], seal: bool, empty: bool) -> Option<File> {
     // SAFETY: a NUL-terminated name; the returned fd, if any, is ours.
     let fd = unsafe {
@@ -123,29 +105,12 @@ fn memfd(pages: u8, image: &[u8], seal: bool, empty: bool) -> Option<File> {
     Some(f)
 }
 
-/// Threads and open fds of this process (Linux).
-pub fn process_counts() -> (usize, usize) {
-    let count = |d: &str| std::fs::read_dir(d).map_or(0, |r| r.count());
-    (count("/proc/self/task"), count("/proc/self/fd"))
-}
+pub use vblk_testkit::fuzz::process_counts;
+use vblk_testkit::fuzz::ByteReader as Reader;
 
-/// Wait (briefly: a joined thread leaves /proc a moment after `join`
-/// returns) for the counts to come back to `before`; panic if they do not.
+/// Wait briefly for the counts to come back to `before`; panic if not.
 pub fn assert_no_leak(before: (usize, usize)) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let now = process_counts();
-        if now.0 <= before.0 && now.1 <= before.1 {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "leak: {} threads and {} fds before, {} and {} after the connection",
-                before.0, before.1, now.0, now.1
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    vblk_testkit::fuzz::assert_no_leak(before, "the connection");
 }
 
 /// The fuzz target: [`run`] with the leak check.
