@@ -132,6 +132,11 @@ struct ServeArgs {
     /// Serve counters on this UNIX socket (read them with `vblk stats --socket`).
     #[arg(long, value_name = "SOCKET")]
     control: Option<PathBuf>,
+    /// Serve the counters and latency histograms over HTTP in the
+    /// Prometheus text format (`GET /metrics`) on ADDR: `PORT` (loopback)
+    /// or `HOST:PORT`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// seccomp-bpf allow-lists, one per thread kind (control, vhost-user,
     /// vfio-user, queue), installed before the first front end connects.
     /// `log` lets a call outside the list through and logs it (find it with
@@ -146,8 +151,11 @@ struct StatsArgs {
     #[arg(long, value_name = "SOCKET")]
     socket: PathBuf,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     json: bool,
+    /// Print the Prometheus text exposition format instead of a table.
+    #[arg(long)]
+    prometheus: bool,
 }
 
 /// Default largest virtqueue over vhost-user: front ends choose the size
@@ -227,6 +235,50 @@ fn thread_ready(
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("the {what} thread died at start")),
     }
+}
+
+/// Serve the counters over HTTP for Prometheus: every request, whatever
+/// its path, gets the text exposition of the counters and histograms. The
+/// listener is bound here, before the process-wide seccomp filter (which
+/// allows no `socket` but AF_UNIX); the thread runs under the control list.
+fn start_metrics(addr: &str, stats: Arc<Stats>) -> Result<(), String> {
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("127.0.0.1:{addr}")
+    };
+    let listener =
+        std::net::TcpListener::bind(&addr).map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    log::info!("metrics: http://{addr}/metrics");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("vblk-metrics".into())
+        .spawn(move || {
+            let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
+            let failed = r.is_err();
+            let _ = ready_tx.send(r);
+            if failed {
+                return;
+            }
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                // Read the request (whatever it is) so that closing does not
+                // reset the connection under the reply; a silent client
+                // gets the reply after a second.
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut req = [0u8; 4096];
+                let _ = conn.read(&mut req);
+                let body = vblk_device::stats::render_prometheus(&stats.to_json());
+                let head = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(body.as_bytes());
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    thread_ready(ready_rx, "metrics")
 }
 
 /// Serve the counters: each connection gets one JSON document. The path is
@@ -322,6 +374,9 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         Some(c) => Some(start_control(c, device.stats().clone())?),
         None => None,
     };
+    if let Some(addr) = &a.metrics_listen {
+        start_metrics(addr, device.stats().clone())?;
+    }
 
     let shutdown = Arc::new(AtomicBool::new(false));
     // The vhost-user server waits on this eventfd as well as on its socket:
@@ -407,6 +462,8 @@ fn stats(a: StatsArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: bad answer: {e}", a.socket.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or(s));
+    } else if a.prometheus {
+        print!("{}", vblk_device::stats::render_prometheus(&v));
     } else {
         print!("{}", vblk_device::stats::render_table(&v));
     }

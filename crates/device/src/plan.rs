@@ -30,6 +30,8 @@ pub(crate) struct Pending {
     pub kind: Option<RequestType>,
     /// Bytes a read or write moves.
     pub bytes: u64,
+    /// When it was planned (for the latency histogram).
+    pub started: std::time::Instant,
 }
 
 /// What to do with one chain.
@@ -162,6 +164,7 @@ impl Planner<'_> {
             ops_left: 0,
             kind: RequestType::from_raw(header.request_type),
             bytes: 0,
+            started: std::time::Instant::now(),
         };
         match req {
             Request::In { offset, len } | Request::Out { offset, len } => {

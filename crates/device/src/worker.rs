@@ -535,6 +535,9 @@ impl QueueWorker {
         let Some(p) = self.requests.remove(t) else {
             return Ok(0);
         };
+        self.stats
+            .latency(usize::from(qi))
+            .record(p.started.elapsed());
         let s = self.qstats();
         if p.status == VIRTIO_BLK_S_OK {
             match p.kind {
