@@ -250,35 +250,24 @@ fn start_metrics(addr: &str, stats: Arc<Stats>) -> Result<(), String> {
     let listener =
         std::net::TcpListener::bind(&addr).map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
     log::info!("metrics: http://{addr}/metrics");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("vblk-metrics".into())
-        .spawn(move || {
-            let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
-            let failed = r.is_err();
-            let _ = ready_tx.send(r);
-            if failed {
-                return;
-            }
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                // Read the request (whatever it is) so that closing does not
-                // reset the connection under the reply; a silent client
-                // gets the reply after a second.
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut req = [0u8; 4096];
-                let _ = conn.read(&mut req);
-                let body = vblk_device::stats::render_prometheus(&stats.to_json());
-                let head = format!(
+    spawn_control_thread("metrics", move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            // Read the request (whatever it is) so that closing does not
+            // reset the connection under the reply; a silent client
+            // gets the reply after a second.
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut req = [0u8; 4096];
+            let _ = conn.read(&mut req);
+            let body = vblk_device::stats::render_prometheus(&stats.to_json());
+            let head = format!(
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
-                let _ = conn.write_all(head.as_bytes());
-                let _ = conn.write_all(body.as_bytes());
-            }
-        })
-        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-    thread_ready(ready_rx, "metrics")
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(body.as_bytes());
+        }
+    })
 }
 
 /// Serve the counters: each connection gets one JSON document. The path is
@@ -291,26 +280,33 @@ fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSoc
         .try_clone()
         .and_then(|l| l.set_nonblocking(false).map(|()| l))
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    spawn_control_thread("control", move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let doc = stats.to_json().to_string();
+            let _ = conn.write_all(doc.as_bytes());
+            let _ = conn.write_all(b"\n");
+        }
+    })?;
+    Ok(bound)
+}
+
+/// Start thread `vblk-<what>` under the control seccomp list and run
+/// `serve` there; returns once the filter is in place (or failed).
+fn spawn_control_thread(what: &str, serve: impl FnOnce() + Send + 'static) -> Result<(), String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
-        .name("vblk-control".into())
+        .name(format!("vblk-{what}"))
         .spawn(move || {
             let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
             let failed = r.is_err();
             let _ = ready_tx.send(r);
-            if failed {
-                return;
-            }
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let doc = stats.to_json().to_string();
-                let _ = conn.write_all(doc.as_bytes());
-                let _ = conn.write_all(b"\n");
+            if !failed {
+                serve();
             }
         })
-        .map_err(|e| format!("cannot start the control thread: {e}"))?;
-    thread_ready(ready_rx, "control")?;
-    Ok(bound)
+        .map_err(|e| format!("cannot start the {what} thread: {e}"))?;
+    thread_ready(ready_rx, what)
 }
 
 fn serve(a: ServeArgs) -> Result<(), String> {
@@ -394,24 +390,13 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             signal_hook::consts::SIGTERM,
         ])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("vblk-signals".into())
-            .spawn(move || {
-                let r = vblk_seccomp::enter(vblk_seccomp::ThreadKind::Control);
-                let failed = r.is_err();
-                let _ = ready_tx.send(r);
-                if failed {
-                    return;
-                }
-                if let Some(sig) = signals.forever().next() {
-                    log::info!("signal {sig}: finishing in-flight requests and shutting down");
-                    shutdown.store(true, Ordering::SeqCst);
-                    vu_stop.stop();
-                }
-            })
-            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-        thread_ready(ready_rx, "signal")?;
+        spawn_control_thread("signals", move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: finishing in-flight requests and shutting down");
+                shutdown.store(true, Ordering::SeqCst);
+                vu_stop.stop();
+            }
+        })?;
     }
     // Everything is open: from here on the main thread and every thread it
     // starts run under the main filter (each kind narrows it further).
