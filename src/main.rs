@@ -71,9 +71,19 @@ enum Seccomp {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Disk image: a raw file or block device, or `null:SIZE` (reads return zeroes, writes are dropped).
+    /// Disk image: a raw file or block device, `null:SIZE` (reads return
+    /// zeroes, writes are dropped), or an NBD export:
+    /// `nbd://HOST[:PORT]/EXPORT` or `nbd+unix:///EXPORT?socket=PATH`
+    /// (EXPORT may be empty: the server's default export). Capacity,
+    /// read-only and discard come from the NBD server.
     #[arg(long, value_name = "PATH")]
     image: String,
+    /// NBD: how long the server may be unreachable before the guest's
+    /// requests fail with an I/O error. Meanwhile vblk reconnects with
+    /// backoff and resends what was in flight; afterwards it keeps
+    /// reconnecting and new requests fail at once until it succeeds.
+    #[arg(long, value_name = "SECONDS", default_value_t = vblk_backend_nbd::DEFAULT_RECONNECT_TIMEOUT.as_secs_f64())]
+    nbd_reconnect_timeout: f64,
     /// Serve over vhost-user on this UNIX socket.
     #[arg(
         long,
@@ -196,6 +206,24 @@ fn default_serial(image: &str) -> String {
 }
 
 fn open_backend(a: &ServeArgs) -> Result<Arc<dyn Backend>, String> {
+    if vblk_backend_nbd::is_nbd_uri(&a.image) {
+        if a.size.is_some() {
+            return Err("--size cannot be used with an NBD export".into());
+        }
+        if !(a.nbd_reconnect_timeout.is_finite() && a.nbd_reconnect_timeout >= 0.0) {
+            return Err("--nbd-reconnect-timeout must be a number of seconds ≥ 0".into());
+        }
+        let b = vblk_backend_nbd::NbdBackend::open(
+            &a.image,
+            vblk_backend_nbd::NbdOptions {
+                reconnect_timeout: Duration::from_secs_f64(a.nbd_reconnect_timeout),
+                connections: usize::from(a.num_queues),
+                thread_hook: vblk_seccomp::thread_hook(vblk_seccomp::ThreadKind::Nbd),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(Arc::new(b));
+    }
     if let Some(size) = a.image.strip_prefix("null:") {
         let size = parse_size(size).map_err(|e| format!("--image {}: {e}", a.image))?;
         vblk_backend::check_size(size).map_err(|e| format!("--image {}: {e}", a.image))?;
@@ -310,6 +338,14 @@ fn spawn_control_thread(what: &str, serve: impl FnOnce() + Send + 'static) -> Re
 }
 
 fn serve(a: ServeArgs) -> Result<(), String> {
+    // Compiled first: backends that start threads (NBD) install their
+    // thread kind's filter in them.
+    vblk_seccomp::configure(match a.seccomp {
+        Seccomp::Kill => vblk_seccomp::Mode::Kill,
+        Seccomp::Log => vblk_seccomp::Mode::Log,
+        Seccomp::Off => vblk_seccomp::Mode::Off,
+    })
+    .map_err(|e| e.to_string())?;
     let backend = open_backend(&a)?;
     let capacity = backend.capacity();
     let mut cfg = BlkConfig::new(capacity);
@@ -360,12 +396,6 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         if cfg.read_only { ", read-only" } else { "" }
     );
     let device = Arc::new(BlkDevice::new(cfg, backend.clone()));
-    vblk_seccomp::configure(match a.seccomp {
-        Seccomp::Kill => vblk_seccomp::Mode::Kill,
-        Seccomp::Log => vblk_seccomp::Mode::Log,
-        Seccomp::Off => vblk_seccomp::Mode::Off,
-    })
-    .map_err(|e| e.to_string())?;
     let control = match &a.control {
         Some(c) => Some(start_control(c, device.stats().clone())?),
         None => None,

@@ -15,6 +15,7 @@
 //! | [`ThreadKind::VhostUser`] | the main thread, serving vhost-user | after the socket is bound, before the first `accept` |
 //! | [`ThreadKind::VfioUser`] | the `vfio-user` server thread | first thing in it, before the first `accept` |
 //! | [`ThreadKind::Queue`] | every `vblk-queue-N` runner | first thing in it (`RunnerOptions::thread_hook`) |
+//! | [`ThreadKind::Nbd`] | every `vblk-nbd-N` connection thread | first thing in it, when the image is opened (before `Main`) |
 //!
 //! Filters stack: a thread runs every filter it inherited plus its own, and
 //! a system call must pass all of them. `Main` is therefore the union of
@@ -63,16 +64,21 @@ pub enum ThreadKind {
     VfioUser,
     /// A queue runner: rings, eventfds, storage I/O.
     Queue,
+    /// An NBD connection's reply thread (`vblk-nbd-N`): reads replies,
+    /// reconnects (TCP or UNIX `socket` + `connect`). Started before the
+    /// main filter, so it is not part of `Main`.
+    Nbd,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [ThreadKind; 5] = [
+    pub const ALL: [ThreadKind; 6] = [
         ThreadKind::Main,
         ThreadKind::Control,
         ThreadKind::VhostUser,
         ThreadKind::VfioUser,
         ThreadKind::Queue,
+        ThreadKind::Nbd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +88,7 @@ impl ThreadKind {
             ThreadKind::VhostUser => "vhost-user",
             ThreadKind::VfioUser => "vfio-user",
             ThreadKind::Queue => "queue",
+            ThreadKind::Nbd => "nbd",
         }
     }
 
@@ -326,6 +333,9 @@ fn queue_io(l: &mut List) {
         sys!(SYS_fdatasync),
         sys!(SYS_fsync),
         sys!(SYS_fallocate),
+        // An NBD request half sent on a broken connection: the queue
+        // thread shuts the socket so its reply thread reconnects.
+        sys!(SYS_shutdown),
     ] {
         l.allow(s);
     }
@@ -480,6 +490,40 @@ fn bind(l: &mut List) {
     }
 }
 
+/// An NBD connection thread: replies read into guest memory (`readv`),
+/// requests resent (`writev`), and reconnecting over TCP or UNIX with a
+/// timeout (`socket`, non-blocking `connect`, `poll`, `getsockopt`
+/// SO_ERROR, `setsockopt` TCP_NODELAY and the timeouts).
+fn nbd(l: &mut List) {
+    for s in [
+        sys!(SYS_readv),
+        sys!(SYS_recvfrom),
+        sys!(SYS_recvmsg),
+        sys!(SYS_sendmsg),
+        sys!(SYS_connect),
+        sys!(SYS_shutdown),
+        sys!(SYS_setsockopt),
+        sys!(SYS_getsockopt),
+        sys!(SYS_getsockname),
+        sys!(SYS_getpeername),
+        sys!(SYS_ppoll),
+    ] {
+        l.allow(s);
+    }
+    #[cfg(target_arch = "x86_64")]
+    l.allow(sys!(SYS_poll));
+    l.allow_if(
+        sys!(SYS_socket),
+        &[
+            Cond::Eq(0, libc::AF_UNIX as u64),
+            Cond::Eq(0, libc::AF_INET as u64),
+            Cond::Eq(0, libc::AF_INET6 as u64),
+        ],
+    );
+    l.allow_if(sys!(SYS_fcntl), &fcntls());
+    l.allow_if(sys!(SYS_ioctl), &ioctls());
+}
+
 fn list(kind: ThreadKind) -> List {
     let mut l = List::default();
     base(&mut l);
@@ -506,9 +550,10 @@ fn list(kind: ThreadKind) -> List {
             engine_setup(&mut l);
             unix_server(&mut l);
         }
+        ThreadKind::Nbd => nbd(&mut l),
         ThreadKind::Main => {
             for k in ThreadKind::ALL {
-                if k != ThreadKind::Main {
+                if k != ThreadKind::Main && k != ThreadKind::Nbd {
                     l.add(&list(k));
                 }
             }
@@ -646,8 +691,14 @@ mod tests {
     #[test]
     fn lists_fit_inside_the_lists_of_the_threads_that_start_them() {
         for k in ThreadKind::ALL {
+            if k == ThreadKind::Nbd {
+                // Started before the main filter (when the image opens).
+                continue;
+            }
             within(k, ThreadKind::Main).unwrap_or_else(|e| panic!("{k} in main: {e}"));
         }
+        // The NBD thread may open network sockets; nothing under Main may.
+        assert!(within(ThreadKind::Nbd, ThreadKind::Main).is_err());
         within(ThreadKind::Queue, ThreadKind::VhostUser).unwrap();
         within(ThreadKind::Queue, ThreadKind::VfioUser).unwrap();
         // And the check itself can fail.

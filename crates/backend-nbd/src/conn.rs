@@ -1,0 +1,368 @@
+//! One NBD connection: the send side (queue threads write request headers
+//! and WRITE payloads straight from guest memory), the table of commands in
+//! flight, and a thread that reads replies and reconnects.
+//!
+//! Locks: `send` before `table`, never the other way round. The reply
+//! thread takes only `table` while reading replies, so a queue thread that
+//! blocks in `writev` on a full socket never stops replies from draining.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cmd::Cmd;
+use crate::handshake::{handshake, ExportInfo};
+use crate::iov::writev_all;
+use crate::proto::{encode_request, CMD_DISC};
+
+/// How to reach the server again (addresses resolved once, at start: the
+/// connection thread may not open files).
+#[derive(Debug, Clone)]
+pub enum Target {
+    Tcp(Vec<SocketAddr>),
+    Unix(PathBuf),
+}
+
+/// Time allowed for connecting and for the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A server that stops reading our requests for this long is treated as
+/// gone (the connection is dropped and re-established).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Connect and negotiate.
+pub fn open(target: &Target, export: &str) -> io::Result<(OwnedFd, ExportInfo)> {
+    match target {
+        Target::Tcp(addrs) => {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for a in addrs {
+                match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+                    Ok(mut s) => {
+                        s.set_nodelay(true)?;
+                        s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                        s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+                        let info = handshake(&mut s, export)?;
+                        s.set_read_timeout(None)?;
+                        s.set_write_timeout(Some(SEND_TIMEOUT))?;
+                        return Ok((s.into(), info));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        Target::Unix(p) => {
+            let mut s = UnixStream::connect(p)?;
+            s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+            s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+            let info = handshake(&mut s, export)?;
+            s.set_read_timeout(None)?;
+            s.set_write_timeout(Some(SEND_TIMEOUT))?;
+            Ok((s.into(), info))
+        }
+    }
+}
+
+fn shut(fd: &OwnedFd) {
+    // SAFETY: shutdown takes no pointers; fd is open (we hold it).
+    unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+#[derive(Default)]
+struct SendSide {
+    fd: Option<Arc<OwnedFd>>,
+    /// The server has been gone longer than the reconnect timeout: new
+    /// commands fail at once.
+    failed: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Table {
+    cmds: HashMap<u64, Cmd>,
+    next: u64,
+}
+
+/// The state shared by the queue threads and the reply thread.
+pub struct Inner {
+    pub(crate) name: String,
+    pub(crate) info: ExportInfo,
+    target: Target,
+    export: String,
+    reconnect_timeout: Duration,
+    send: Mutex<SendSide>,
+    table: Mutex<Table>,
+    pub(crate) stop: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    /// Send a command (or keep it for the reconnect to send). Gives it back
+    /// when the server has been gone too long.
+    pub fn send(&self, cmd: Cmd) -> Result<(), Cmd> {
+        let mut s = lock(&self.send);
+        if s.failed {
+            return Err(cmd);
+        }
+        let cookie = {
+            let mut t = lock(&self.table);
+            let c = t.next;
+            t.next = t.next.wrapping_add(1);
+            c
+        };
+        let hdr = cmd.header(cookie);
+        let mut iov = Vec::with_capacity(1 + cmd.iovecs.len());
+        iov.push(libc::iovec {
+            iov_base: hdr.as_ptr() as *mut libc::c_void,
+            iov_len: hdr.len(),
+        });
+        if cmd.has_payload() {
+            iov.extend_from_slice(&cmd.iovecs);
+        }
+        lock(&self.table).cmds.insert(cookie, cmd);
+        if let Some(fd) = &s.fd {
+            // SAFETY: the header is local; the payload iovecs are guest
+            // memory valid until the command completes, which cannot
+            // happen before its header is sent (nothing answers it yet).
+            if let Err(e) = unsafe { writev_all(fd.as_raw_fd(), &iov) } {
+                // Part of a request may be on the wire: this connection is
+                // unusable. The reply thread sees it close and reconnects;
+                // the command stays in the table to be resent.
+                log::warn!("{}: send failed: {e}; reconnecting", self.name);
+                shut(fd);
+                s.fd = None;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take(&self, cookie: u64) -> Option<Cmd> {
+        lock(&self.table).cmds.remove(&cookie)
+    }
+
+    pub(crate) fn put_back(&self, cookie: u64, cmd: Cmd) {
+        lock(&self.table).cmds.insert(cookie, cmd);
+    }
+
+    /// Complete every command in flight with `errno`.
+    fn fail_all(&self, errno: i32) {
+        let cmds: Vec<Cmd> = lock(&self.table).cmds.drain().map(|(_, c)| c).collect();
+        for c in cmds {
+            c.finish(Err(errno));
+        }
+    }
+
+    /// Connect again with backoff until it works (commands in flight are
+    /// sent again) or `stop`. After `reconnect_timeout` every command in
+    /// flight fails with EIO and new ones fail at once, but attempts go on.
+    fn reconnect(&self) -> Option<Arc<OwnedFd>> {
+        let start = Instant::now();
+        let mut delay = BACKOFF_MIN;
+        let mut attempts = 0u64;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return None;
+            }
+            attempts += 1;
+            match open(&self.target, &self.export) {
+                Ok((fd, info)) if info.size == self.info.size && info.flags == self.info.flags => {
+                    let fd = Arc::new(fd);
+                    if self.resend(&fd) {
+                        log::warn!(
+                            "{}: reconnected after {attempts} attempt(s), {:?}",
+                            self.name,
+                            start.elapsed()
+                        );
+                        return Some(fd);
+                    }
+                    shut(&fd);
+                }
+                Ok((_, info)) => log::error!(
+                    "{}: the export changed (size {} flags {:#x}, was {} {:#x}); not using it",
+                    self.name,
+                    info.size,
+                    info.flags,
+                    self.info.size,
+                    self.info.flags
+                ),
+                Err(e) => {
+                    if attempts == 1 {
+                        log::warn!("{}: reconnect failed: {e}; retrying", self.name);
+                    }
+                }
+            }
+            let elapsed = start.elapsed();
+            if elapsed >= self.reconnect_timeout {
+                let mut s = lock(&self.send);
+                if !s.failed {
+                    s.failed = true;
+                    drop(s);
+                    log::error!(
+                        "{}: server gone for {:?}: failing the requests in flight, still retrying",
+                        self.name,
+                        self.reconnect_timeout
+                    );
+                    self.fail_all(libc::EIO);
+                }
+            }
+            let until = Instant::now() + delay;
+            while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Install a fresh connection and send every command in flight on it
+    /// (in the order they were first sent).
+    fn resend(&self, fd: &Arc<OwnedFd>) -> bool {
+        let mut s = lock(&self.send);
+        let mut t = lock(&self.table);
+        let mut cookies: Vec<u64> = t.cmds.keys().copied().collect();
+        cookies.sort_unstable();
+        for c in &cookies {
+            let Some(cmd) = t.cmds.get_mut(c) else {
+                continue;
+            };
+            cmd.reset();
+            let hdr = cmd.header(*c);
+            let mut iov = vec![libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            }];
+            if cmd.has_payload() {
+                iov.extend_from_slice(&cmd.iovecs);
+            }
+            // SAFETY: as in `send`: the command has not completed.
+            if let Err(e) = unsafe { writev_all(fd.as_raw_fd(), &iov) } {
+                log::warn!("{}: resending failed: {e}", self.name);
+                return false;
+            }
+        }
+        if !cookies.is_empty() {
+            log::warn!("{}: resent {} request(s)", self.name, cookies.len());
+        }
+        s.fd = Some(fd.clone());
+        s.failed = false;
+        true
+    }
+}
+
+/// A connection and its reply thread; dropping it disconnects.
+pub struct Conn {
+    pub(crate) inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub type ThreadHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+impl Conn {
+    /// Connect, negotiate and start the reply thread `vblk-nbd-<index>`
+    /// (which runs `hook` first: its seccomp filter).
+    pub fn start(
+        target: Target,
+        export: &str,
+        reconnect_timeout: Duration,
+        index: usize,
+        hook: Option<ThreadHook>,
+    ) -> io::Result<Conn> {
+        let (fd, info) = open(&target, export)?;
+        let fd = Arc::new(fd);
+        let inner = Arc::new(Inner {
+            name: format!("nbd connection {index}"),
+            info,
+            target,
+            export: export.to_string(),
+            reconnect_timeout,
+            send: Mutex::new(SendSide {
+                fd: Some(fd.clone()),
+                failed: false,
+            }),
+            table: Mutex::new(Table::default()),
+            stop: AtomicBool::new(false),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let i2 = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("vblk-nbd-{index}"))
+            .spawn(move || {
+                let r = hook.map(|h| h()).unwrap_or(Ok(()));
+                let ok = r.is_ok();
+                let _ = tx.send(r);
+                if ok {
+                    run(i2, fd);
+                }
+            })?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("the NBD thread died at start")),
+        }
+        Ok(Conn {
+            inner,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn info(&self) -> &ExportInfo {
+        &self.inner.info
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+        {
+            let s = lock(&self.inner.send);
+            if let Some(fd) = &s.fd {
+                // "The client ... SHOULD send NBD_CMD_DISC" before closing.
+                let disc = encode_request(0, CMD_DISC, u64::MAX, 0, 0);
+                let v = [libc::iovec {
+                    iov_base: disc.as_ptr() as *mut libc::c_void,
+                    iov_len: disc.len(),
+                }];
+                // SAFETY: a local buffer.
+                let _ = unsafe { writev_all(fd.as_raw_fd(), &v) };
+                shut(fd);
+            }
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reply thread: read replies until the connection breaks, then
+/// reconnect; on stop, fail whatever is left.
+fn run(inner: Arc<Inner>, mut fd: Arc<OwnedFd>) {
+    loop {
+        let e = crate::reader::serve(&inner, fd.as_raw_fd());
+        if inner.stop.load(Ordering::Acquire) {
+            break;
+        }
+        log::warn!("{}: connection lost: {e}; reconnecting", inner.name);
+        shut(&fd);
+        {
+            let mut s = lock(&inner.send);
+            if s.fd.as_ref().is_some_and(|f| Arc::ptr_eq(f, &fd)) {
+                s.fd = None;
+            }
+        }
+        match inner.reconnect() {
+            Some(f) => fd = f,
+            None => break,
+        }
+    }
+    lock(&inner.send).failed = true;
+    inner.fail_all(libc::ESHUTDOWN);
+}

@@ -1,0 +1,230 @@
+//! The per-queue engine: each guest request becomes one or more NBD
+//! commands on the queue's connection; the connection's reply thread
+//! completes them into this engine's [`Sink`] and signals its eventfd.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vblk_backend::{IoCompletion, IoEngine, IoOp, IoRequest};
+
+use crate::cmd::Cmd;
+use crate::complete::{Parent, Sink};
+use crate::conn::Conn;
+use crate::handshake::ExportInfo;
+use crate::iov::slice;
+use crate::proto::*;
+
+/// A page of zeroes, the payload of WRITE_ZEROES emulated with WRITE when
+/// the server cannot do it.
+static ZEROES: [u8; 64 << 10] = [0u8; 64 << 10];
+
+/// Largest TRIM / WRITE_ZEROES range per command (the length is 32 bits).
+const MAX_RANGE: u64 = 1 << 30;
+
+pub struct NbdEngine {
+    conn: Arc<Conn>,
+    sink: Arc<Sink>,
+    pending: Vec<IoRequest>,
+    in_flight: usize,
+}
+
+impl NbdEngine {
+    pub fn new(conn: Arc<Conn>) -> io::Result<Self> {
+        Ok(NbdEngine {
+            conn,
+            sink: Arc::new(Sink::new()?),
+            pending: Vec::new(),
+            in_flight: 0,
+        })
+    }
+
+    fn info(&self) -> &ExportInfo {
+        self.conn.info()
+    }
+
+    /// The NBD commands for one request: (cmd, flags, offset, len, iovecs).
+    fn plan(&self, req: &IoRequest) -> Result<Vec<(u16, u16, u64, u32, Vec<libc::iovec>)>, i32> {
+        let info = *self.info();
+        let writes = matches!(req.op, IoOp::Write | IoOp::WriteZeroes | IoOp::Discard);
+        if writes && info.has(TF_READ_ONLY) {
+            return Err(libc::EROFS);
+        }
+        req.offset
+            .checked_add(req.len)
+            .filter(|&e| e <= info.size)
+            .ok_or(libc::EIO)?;
+        let mut out = Vec::new();
+        let max = u64::from(info.max_payload());
+        let mut pieces = |cmd: u16, flags: u16, step: u64, data: bool| -> Result<(), i32> {
+            let mut done = 0u64;
+            while done < req.len {
+                let n = (req.len - done).min(step);
+                let iov = if data {
+                    slice(&req.iovecs, done, n).ok_or(libc::EINVAL)?
+                } else {
+                    Vec::new()
+                };
+                out.push((cmd, flags, req.offset + done, n as u32, iov));
+                done += n;
+            }
+            Ok(())
+        };
+        match req.op {
+            IoOp::Read => pieces(CMD_READ, 0, max, true)?,
+            IoOp::Write => pieces(CMD_WRITE, 0, max, true)?,
+            IoOp::Flush if info.has(TF_SEND_FLUSH) => out.push((CMD_FLUSH, 0, 0, 0, Vec::new())),
+            // No FLUSH: the server says writes need none.
+            IoOp::Flush => {}
+            IoOp::Discard if info.has(TF_SEND_TRIM) => pieces(CMD_TRIM, 0, MAX_RANGE, false)?,
+            // A discard is advice; without TRIM it does nothing.
+            IoOp::Discard => {}
+            // virtio's write_zeroes_may_unmap is offered, so the server may
+            // punch holes (no NBD_CMD_FLAG_NO_HOLE).
+            IoOp::WriteZeroes if info.has(TF_SEND_WRITE_ZEROES) => {
+                pieces(CMD_WRITE_ZEROES, 0, MAX_RANGE, false)?
+            }
+            IoOp::WriteZeroes => {
+                let mut done = 0u64;
+                while done < req.len {
+                    let n = (req.len - done).min(max);
+                    let mut iov = Vec::new();
+                    let mut left = n;
+                    while left > 0 {
+                        let k = left.min(ZEROES.len() as u64);
+                        iov.push(libc::iovec {
+                            iov_base: ZEROES.as_ptr() as *mut libc::c_void,
+                            iov_len: k as usize,
+                        });
+                        left -= k;
+                    }
+                    out.push((CMD_WRITE, 0, req.offset + done, n as u32, iov));
+                    done += n;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl IoEngine for NbdEngine {
+    unsafe fn push(&mut self, req: IoRequest) {
+        self.pending.push(req);
+        self.in_flight += 1;
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        let reqs = std::mem::take(&mut self.pending);
+        for req in reqs {
+            let plan = self.plan(&req);
+            let parts = plan.as_ref().map(|p| p.len()).unwrap_or(1);
+            let parent = Parent::new(req.token, req.len, self.sink.clone(), parts);
+            match plan {
+                Err(e) => parent.part_done(Err(e)),
+                Ok(p) if p.is_empty() => parent.part_done(Ok(())),
+                Ok(p) => {
+                    for (cmd, flags, offset, len, iov) in p {
+                        let c = Cmd::new(cmd, flags, offset, len, iov, parent.clone());
+                        if let Err(c) = self.conn.inner.send(c) {
+                            c.finish(Err(libc::EIO));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, out: &mut Vec<IoCompletion>, min: usize) -> io::Result<()> {
+        self.reap_until(out, min, None)
+    }
+
+    fn reap_timeout(
+        &mut self,
+        out: &mut Vec<IoCompletion>,
+        min: usize,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.reap_until(out, min, Some(Instant::now() + timeout))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn completion_fd(&self) -> Option<RawFd> {
+        Some(self.sink.fd())
+    }
+
+    fn name(&self) -> &'static str {
+        "nbd"
+    }
+}
+
+impl NbdEngine {
+    fn reap_until(
+        &mut self,
+        out: &mut Vec<IoCompletion>,
+        min: usize,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        let mut got = 0;
+        loop {
+            self.sink.clear();
+            let n = self.sink.harvest(out);
+            self.in_flight -= n.min(self.in_flight);
+            got += n;
+            if got >= min || self.in_flight == 0 {
+                return Ok(());
+            }
+            let ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(());
+                    }
+                    left.as_millis().clamp(1, i32::MAX as u128) as i32
+                }
+            };
+            let mut p = libc::pollfd {
+                fd: self.sink.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd on the stack.
+            let r = unsafe { libc::poll(&mut p, 1, ms) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for NbdEngine {
+    /// No access after completion, and none after the engine is gone
+    /// either: wait until the connection thread has finished with every
+    /// command of this engine (the reconnect timeout bounds this when the
+    /// server is gone).
+    fn drop(&mut self) {
+        for req in self.pending.drain(..) {
+            let _ = req;
+        }
+        let start = Instant::now();
+        let mut warned = false;
+        while self.sink.outstanding() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            if !warned && start.elapsed() > Duration::from_secs(5) {
+                log::warn!(
+                    "nbd engine: waiting for {} request(s) before closing",
+                    self.sink.outstanding()
+                );
+                warned = true;
+            }
+        }
+    }
+}
