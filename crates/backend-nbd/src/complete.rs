@@ -9,6 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use vblk_backend::{IoCompletion, Token};
 
+use crate::cmd::Cmd;
+use crate::conn::Inner;
+use crate::proto::CMD_FLUSH;
+
 /// An engine's completions, filled by the connection threads.
 pub struct Sink {
     done: Mutex<Vec<IoCompletion>>,
@@ -79,6 +83,9 @@ pub struct Parent {
     sink: Arc<Sink>,
     remaining: AtomicUsize,
     err: AtomicI32,
+    /// A FUA write to a server without NBD_FLAG_SEND_FUA: once every part
+    /// has succeeded, a FLUSH on this connection, then the completion.
+    then_flush: Mutex<Option<Arc<Inner>>>,
 }
 
 impl Parent {
@@ -91,12 +98,18 @@ impl Parent {
             sink,
             remaining: AtomicUsize::new(parts.max(1)),
             err: AtomicI32::new(0),
+            then_flush: Mutex::new(None),
         })
+    }
+
+    /// Complete only after a FLUSH sent on `conn` once the parts are done.
+    pub fn flush_after(&self, conn: Arc<Inner>) {
+        *self.then_flush.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
     }
 
     /// One command finished; the last one completes the request (with the
     /// first error any of them had, else the full length).
-    pub fn part_done(&self, r: Result<(), i32>) {
+    pub fn part_done(self: &Arc<Self>, r: Result<(), i32>) {
         if let Err(e) = r {
             let _ = self
                 .err
@@ -104,6 +117,21 @@ impl Parent {
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let e = self.err.load(Ordering::Acquire);
+            let flush = self
+                .then_flush
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let (0, Some(conn)) = (e, flush) {
+                // NBD does not order commands: the FLUSH goes out only
+                // after the write has completed, so it covers it.
+                self.remaining.store(1, Ordering::Release);
+                let c = Cmd::new(CMD_FLUSH, 0, 0, 0, Vec::new(), self.clone());
+                if let Err(c) = conn.send(c) {
+                    c.finish(Err(libc::EIO));
+                }
+                return;
+            }
             self.sink.complete(IoCompletion {
                 token: self.token,
                 result: if e == 0 { Ok(self.len) } else { Err(e) },

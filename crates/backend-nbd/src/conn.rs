@@ -39,7 +39,12 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Connect and negotiate.
-pub fn open(target: &Target, export: &str) -> io::Result<(OwnedFd, ExportInfo)> {
+pub fn open(
+    target: &Target,
+    export: &str,
+    reply_timeout: Duration,
+) -> io::Result<(OwnedFd, ExportInfo)> {
+    let reply_timeout = Some(reply_timeout.max(Duration::from_secs(1)));
     match target {
         Target::Tcp(addrs) => {
             let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
@@ -50,7 +55,7 @@ pub fn open(target: &Target, export: &str) -> io::Result<(OwnedFd, ExportInfo)> 
                         s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
                         s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
                         let info = handshake(&mut s, export)?;
-                        s.set_read_timeout(None)?;
+                        s.set_read_timeout(reply_timeout)?;
                         s.set_write_timeout(Some(SEND_TIMEOUT))?;
                         return Ok((s.into(), info));
                     }
@@ -64,7 +69,7 @@ pub fn open(target: &Target, export: &str) -> io::Result<(OwnedFd, ExportInfo)> 
             s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
             s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
             let info = handshake(&mut s, export)?;
-            s.set_read_timeout(None)?;
+            s.set_read_timeout(reply_timeout)?;
             s.set_write_timeout(Some(SEND_TIMEOUT))?;
             Ok((s.into(), info))
         }
@@ -100,6 +105,11 @@ pub struct Inner {
     send: Mutex<SendSide>,
     table: Mutex<Table>,
     pub(crate) stop: AtomicBool,
+    /// Since when the server has been unusable, and the current backoff.
+    /// A connection that handshakes but then breaks before answering
+    /// anything does not end the outage: only a good reply does.
+    outage: Mutex<Option<(Instant, Duration)>>,
+    in_outage: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,6 +156,11 @@ impl Inner {
         Ok(())
     }
 
+    /// No command in flight.
+    pub(crate) fn idle(&self) -> bool {
+        lock(&self.table).cmds.is_empty()
+    }
+
     pub(crate) fn take(&self, cookie: u64) -> Option<Cmd> {
         lock(&self.table).cmds.remove(&cookie)
     }
@@ -166,18 +181,45 @@ impl Inner {
     /// sent again) or `stop`. After `reconnect_timeout` every command in
     /// flight fails with EIO and new ones fail at once, but attempts go on.
     fn reconnect(&self) -> Option<Arc<OwnedFd>> {
-        let start = Instant::now();
-        let mut delay = BACKOFF_MIN;
+        let (start, mut delay, again) = {
+            let mut o = lock(&self.outage);
+            let again = o.is_some();
+            let (since, delay) = *o.get_or_insert((Instant::now(), BACKOFF_MIN));
+            self.in_outage.store(true, Ordering::Release);
+            (since, delay, again)
+        };
+        if again {
+            // Connected, then lost before any good reply: back off.
+            self.nap(delay);
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
         let mut attempts = 0u64;
         loop {
             if self.stop.load(Ordering::Acquire) {
                 return None;
             }
+            let elapsed = start.elapsed();
+            if elapsed >= self.reconnect_timeout {
+                let mut s = lock(&self.send);
+                if !s.failed {
+                    s.failed = true;
+                    drop(s);
+                    log::error!(
+                        "{}: server gone for {:?}: failing the requests in flight, still retrying",
+                        self.name,
+                        self.reconnect_timeout
+                    );
+                    self.fail_all(libc::EIO);
+                }
+            }
             attempts += 1;
-            match open(&self.target, &self.export) {
+            match open(&self.target, &self.export, self.reconnect_timeout) {
                 Ok((fd, info)) if info.size == self.info.size && info.flags == self.info.flags => {
                     let fd = Arc::new(fd);
                     if self.resend(&fd) {
+                        if let Some(o) = lock(&self.outage).as_mut() {
+                            o.1 = delay;
+                        }
                         log::warn!(
                             "{}: reconnected after {attempts} attempt(s), {:?}",
                             self.name,
@@ -201,25 +243,23 @@ impl Inner {
                     }
                 }
             }
-            let elapsed = start.elapsed();
-            if elapsed >= self.reconnect_timeout {
-                let mut s = lock(&self.send);
-                if !s.failed {
-                    s.failed = true;
-                    drop(s);
-                    log::error!(
-                        "{}: server gone for {:?}: failing the requests in flight, still retrying",
-                        self.name,
-                        self.reconnect_timeout
-                    );
-                    self.fail_all(libc::EIO);
-                }
-            }
-            let until = Instant::now() + delay;
-            while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            self.nap(delay);
             delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn nap(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A good reply arrived: the server is back for real.
+    pub(crate) fn healthy(&self) {
+        if self.in_outage.load(Ordering::Acquire) {
+            self.in_outage.store(false, Ordering::Release);
+            *lock(&self.outage) = None;
         }
     }
 
@@ -227,6 +267,11 @@ impl Inner {
     /// (in the order they were first sent).
     fn resend(&self, fd: &Arc<OwnedFd>) -> bool {
         let mut s = lock(&self.send);
+        // Drop sets `stop` before it takes this lock to shut the socket:
+        // either it sees this connection or we see `stop`.
+        if self.stop.load(Ordering::Acquire) {
+            return false;
+        }
         let mut t = lock(&self.table);
         let mut cookies: Vec<u64> = t.cmds.keys().copied().collect();
         cookies.sort_unstable();
@@ -276,7 +321,7 @@ impl Conn {
         index: usize,
         hook: Option<ThreadHook>,
     ) -> io::Result<Conn> {
-        let (fd, info) = open(&target, export)?;
+        let (fd, info) = open(&target, export, reconnect_timeout)?;
         let fd = Arc::new(fd);
         let inner = Arc::new(Inner {
             name: format!("nbd connection {index}"),
@@ -290,6 +335,8 @@ impl Conn {
             }),
             table: Mutex::new(Table::default()),
             stop: AtomicBool::new(false),
+            outage: Mutex::new(None),
+            in_outage: AtomicBool::new(false),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let i2 = inner.clone();

@@ -57,6 +57,13 @@ impl NbdEngine {
             .ok_or(libc::EIO)?;
         let mut out = Vec::new();
         let max = u64::from(info.max_payload());
+        // "NBD_CMD_FLAG_FUA ... [only] if the export has NBD_FLAG_SEND_FUA"
+        // (otherwise a FLUSH follows, see `Parent::flush_after`).
+        let fua = if req.fua && info.has(TF_SEND_FUA) {
+            CMD_FLAG_FUA
+        } else {
+            0
+        };
         let mut pieces = |cmd: u16, flags: u16, step: u64, data: bool| -> Result<(), i32> {
             let mut done = 0u64;
             while done < req.len {
@@ -73,7 +80,7 @@ impl NbdEngine {
         };
         match req.op {
             IoOp::Read => pieces(CMD_READ, 0, max, true)?,
-            IoOp::Write => pieces(CMD_WRITE, 0, max, true)?,
+            IoOp::Write => pieces(CMD_WRITE, fua, max, true)?,
             IoOp::Flush if info.has(TF_SEND_FLUSH) => out.push((CMD_FLUSH, 0, 0, 0, Vec::new())),
             // No FLUSH: the server says writes need none.
             IoOp::Flush => {}
@@ -83,7 +90,7 @@ impl NbdEngine {
             // virtio's write_zeroes_may_unmap is offered, so the server may
             // punch holes (no NBD_CMD_FLAG_NO_HOLE).
             IoOp::WriteZeroes if info.has(TF_SEND_WRITE_ZEROES) => {
-                pieces(CMD_WRITE_ZEROES, 0, MAX_RANGE, false)?
+                pieces(CMD_WRITE_ZEROES, fua, MAX_RANGE, false)?
             }
             IoOp::WriteZeroes => {
                 let mut done = 0u64;
@@ -99,7 +106,7 @@ impl NbdEngine {
                         });
                         left -= k;
                     }
-                    out.push((CMD_WRITE, 0, req.offset + done, n as u32, iov));
+                    out.push((CMD_WRITE, fua, req.offset + done, n as u32, iov));
                     done += n;
                 }
             }
@@ -120,6 +127,14 @@ impl IoEngine for NbdEngine {
             let plan = self.plan(&req);
             let parts = plan.as_ref().map(|p| p.len()).unwrap_or(1);
             let parent = Parent::new(req.token, req.len, self.sink.clone(), parts);
+            let info = self.info();
+            if req.fua
+                && matches!(req.op, IoOp::Write | IoOp::WriteZeroes)
+                && !info.has(TF_SEND_FUA)
+                && info.has(TF_SEND_FLUSH)
+            {
+                parent.flush_after(self.conn.inner.clone());
+            }
             match plan {
                 Err(e) => parent.part_done(Err(e)),
                 Ok(p) if p.is_empty() => parent.part_done(Ok(())),

@@ -82,13 +82,16 @@ pub unsafe fn writev_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
     Ok(())
 }
 
-/// Fill all of `iovs` from `fd`; end of stream is an error.
+/// Fill all of `iovs` from `fd`; end of stream is an error. A receive
+/// timeout (`SO_RCVTIMEO`) before any byte is `WouldBlock`, after some
+/// bytes `TimedOut`.
 ///
 /// # Safety
 /// Every iovec must point to writable memory of its length that nothing
 /// else accesses meanwhile.
 pub unsafe fn readv_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
     let mut left: Vec<libc::iovec> = iovs.iter().copied().filter(|v| v.iov_len > 0).collect();
+    let mut started = false;
     while !left.is_empty() {
         let n = left.len().min(IOV_MAX);
         // SAFETY: the caller guarantees the iovecs are writable.
@@ -98,8 +101,12 @@ pub unsafe fn readv_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
+            if e.kind() == io::ErrorKind::WouldBlock && started {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
             return Err(e);
         }
+        started = true;
         if r == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

@@ -169,6 +169,7 @@ impl Backend for NbdBackend {
                 len: 0,
                 iovecs: Vec::new(),
                 token: 0,
+                fua: false,
             })
         };
         e.submit()?;

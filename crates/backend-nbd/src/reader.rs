@@ -19,15 +19,31 @@ fn broken(msg: String) -> io::Error {
 /// Read replies until the connection fails; returns why.
 pub fn serve(inner: &Inner, fd: RawFd) -> io::Error {
     loop {
-        if let Err(e) = one_reply(inner, fd) {
-            return e;
+        match one_reply(inner, fd) {
+            Err(e) => return e,
+            // A whole, valid answer ends an outage (a valid first chunk
+            // followed by garbage does not).
+            Ok(true) => inner.healthy(),
+            Ok(false) => {}
         }
     }
 }
 
-fn one_reply(inner: &Inner, fd: RawFd) -> io::Result<()> {
+/// Ok(true) when a command got its whole answer.
+fn one_reply(inner: &Inner, fd: RawFd) -> io::Result<bool> {
     let mut magic = [0u8; 4];
-    read_exact(fd, &mut magic)?;
+    loop {
+        // The socket has a receive timeout: idle is fine, but a server
+        // that leaves a command unanswered (or a reply half sent) that
+        // long is treated as gone, so nothing waits forever.
+        match read_exact(fd, &mut magic) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && inner.idle() => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"))
+            }
+            r => break r?,
+        }
+    }
     match reply_kind(u32::from_be_bytes(magic)) {
         Some(ReplyKind::Simple) => {
             let mut rest = [0u8; 12];
@@ -36,7 +52,7 @@ fn one_reply(inner: &Inner, fd: RawFd) -> io::Result<()> {
             let cmd = inner.take(r.cookie).ok_or_else(|| {
                 broken(format!("simple reply for unknown cookie {:#x}", r.cookie))
             })?;
-            simple(inner, fd, r, cmd)
+            simple(inner, fd, r, cmd).map(|()| true)
         }
         Some(ReplyKind::Structured) => {
             let mut rest = [0u8; 16];
@@ -51,7 +67,7 @@ fn one_reply(inner: &Inner, fd: RawFd) -> io::Result<()> {
                     h.cookie
                 ))
             })?;
-            chunk(inner, fd, h, cmd)
+            chunk(inner, fd, h, cmd).map(|()| h.flags & REPLY_FLAG_DONE != 0)
         }
         None => Err(broken(format!(
             "bad reply magic {:#x}",

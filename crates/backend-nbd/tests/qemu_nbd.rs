@@ -93,6 +93,7 @@ fn exercise(uri: &str, img: &std::path::Path) {
                 len: 4096,
                 iovecs: vec![iov(buf)],
                 token: i as u64,
+                fua: false,
             })
         };
     }
@@ -113,6 +114,7 @@ fn exercise(uri: &str, img: &std::path::Path) {
                 len: 4096,
                 iovecs: vec![iov(buf)],
                 token: 100 + i as u64,
+                fua: false,
             })
         };
     }
@@ -244,6 +246,7 @@ fn a_restarted_server_loses_nothing() {
                     len: 65536,
                     iovecs: vec![iov(buf)],
                     token: n as u64,
+                    fua: false,
                 })
             };
         }

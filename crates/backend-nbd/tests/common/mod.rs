@@ -1,6 +1,8 @@
 //! Test helpers: a qemu-nbd started by the test, and request plumbing.
 #![allow(dead_code)]
 
+pub mod double;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -165,6 +167,7 @@ pub fn one(
             len,
             iovecs,
             token: 42,
+            fua: false,
         })
     };
     e.submit().unwrap();
