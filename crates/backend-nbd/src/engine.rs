@@ -23,6 +23,9 @@ static ZEROES: [u8; 64 << 10] = [0u8; 64 << 10];
 /// Largest TRIM / WRITE_ZEROES range per command (the length is 32 bits).
 const MAX_RANGE: u64 = 1 << 30;
 
+/// One NBD command of a request: (cmd, flags, offset, len, iovecs).
+type Piece = (u16, u16, u64, u32, Vec<libc::iovec>);
+
 pub struct NbdEngine {
     conn: Arc<Conn>,
     sink: Arc<Sink>,
@@ -44,8 +47,8 @@ impl NbdEngine {
         self.conn.info()
     }
 
-    /// The NBD commands for one request: (cmd, flags, offset, len, iovecs).
-    fn plan(&self, req: &IoRequest) -> Result<Vec<(u16, u16, u64, u32, Vec<libc::iovec>)>, i32> {
+    /// The NBD commands for one request.
+    fn plan(&self, req: &IoRequest) -> Result<Vec<Piece>, i32> {
         let info = *self.info();
         let writes = matches!(req.op, IoOp::Write | IoOp::WriteZeroes | IoOp::Discard);
         if writes && info.has(TF_READ_ONLY) {

@@ -33,7 +33,7 @@ impl ExportInfo {
 /// small; this bounds what a hostile server can make us allocate).
 const MAX_OPTION_REPLY: u32 = 64 << 10;
 /// The old-style handshake's magic, which we do not speak.
-const OLDSTYLE_MAGIC: u64 = 0x0042_0281_8612_53;
+const OLDSTYLE_MAGIC: u64 = 0x0000_4202_8186_1253;
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())

@@ -69,7 +69,7 @@ pub fn offset_data(cookie: u64, flags: u16, offset: u64, data: &[u8]) -> Vec<u8>
 
 /// The well-behaved answer (simple replies unless `structured`), over
 /// `disk`.
-pub fn correct(r: &Req, disk: &mut Vec<u8>, structured: bool) -> Answer {
+pub fn correct(r: &Req, disk: &mut [u8], structured: bool) -> Answer {
     let range = r.offset as usize..r.offset as usize + r.len as usize;
     match r.cmd {
         CMD_READ => {
