@@ -155,7 +155,7 @@ pub fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
     s.split(',')
         .filter(|x| !x.trim().is_empty())
         .map(|x| {
-            Backend::parse(x).ok_or_else(|| format!("unknown backend {x:?} (null, file or direct)"))
+            Backend::parse(x).ok_or_else(|| format!("unknown backend {x:?} (null, file, direct or nbd)"))
         })
         .collect()
 }
@@ -169,6 +169,10 @@ pub enum Backend {
     /// A 1 GiB file on the root file system (a real disk), `O_DIRECT`
     /// (vblk `--cache none`, qsd `cache.direct=on`), io_uring.
     Direct,
+    /// The tmpfs file served by one qemu-nbd (raw, writeback) that the
+    /// bench starts on a UNIX socket; vblk `--image nbd+unix://`, qsd
+    /// `--blockdev driver=nbd`. Only with `--only nbd`.
+    Nbd,
 }
 
 impl Backend {
@@ -177,6 +181,7 @@ impl Backend {
             "null" => Some(Backend::Null),
             "file" | "writeback" | "tmpfs" => Some(Backend::File),
             "direct" | "none" | "file-direct" | "disk" => Some(Backend::Direct),
+            "nbd" | "qemu-nbd" => Some(Backend::Nbd),
             _ => None,
         }
     }
@@ -186,6 +191,7 @@ impl Backend {
             Backend::Null => "null",
             Backend::File => "tmpfs file, writeback",
             Backend::Direct => "disk file, O_DIRECT",
+            Backend::Nbd => "qemu-nbd (tmpfs raw), UNIX socket",
         }
     }
 }

@@ -44,13 +44,17 @@ pub fn groups(quick: bool) -> Vec<Group> {
                 cfg(Backend::Direct, 1, false),
                 vec![(r, 1), (r, 32), (w, 1), (w, 32)],
             ),
+            (
+                cfg(Backend::Nbd, 1, false),
+                vec![(r, 1), (r, 32), (w, 1), (w, 32)],
+            ),
         ];
     }
     let all: Vec<(bool, usize)> = [r, w]
         .into_iter()
         .flat_map(|write| [1, 32, 128].map(|qd| (write, qd)))
         .collect();
-    let mut v = vec![];
+    let mut v = vec![(cfg(Backend::Nbd, 1, false), all.clone())];
     for backend in [Backend::Null, Backend::File, Backend::Direct] {
         // One queue on the real disk: the device, not the queue count, is
         // what is compared there.
@@ -88,7 +92,14 @@ pub fn select(
 ) -> Vec<Group> {
     groups(quick)
         .into_iter()
-        .filter(|(c, _)| backends.is_empty() || backends.contains(&c.backend))
+        // NBD is opt-in (`--only nbd`): it starts a qemu-nbd.
+        .filter(|(c, _)| {
+            if backends.is_empty() {
+                c.backend != Backend::Nbd
+            } else {
+                backends.contains(&c.backend)
+            }
+        })
         .filter_map(|(c, mut pts)| {
             if let Some(f) = filter {
                 pts.retain(|&wq| point(c, wq).label().contains(f));
@@ -219,6 +230,7 @@ fn run_all(s: &Setup, sel: &[Group]) -> Result<Vec<Row>, String> {
         .flat_map(|(c, pts)| pts.iter().map(|&wq| Row::new(point(*c, wq))))
         .collect();
     let (mut have_tmpfs, mut have_disk) = (false, false);
+    let mut nbd: Option<daemons::NbdServer> = None;
     for run in 0..opts.runs {
         let mut first = 0;
         for (gi, (c, pts)) in sel.iter().enumerate() {
@@ -241,6 +253,17 @@ fn run_all(s: &Setup, sel: &[Group]) -> Result<Vec<Row>, String> {
                         have_disk = true;
                     }
                     img
+                }
+                Backend::Nbd => {
+                    if !have_tmpfs {
+                        images::make_image(&s.tmpfs_image, false)?;
+                        have_tmpfs = true;
+                    }
+                    if nbd.is_none() {
+                        nbd = Some(daemons::NbdServer::start(&s.tmpfs_image, &s.dir)?);
+                    }
+                    // Both daemons get the NBD server's socket.
+                    nbd.as_ref().map(|n| n.sock.clone()).ok_or("no qemu-nbd")?
                 }
             };
             // Rotate which daemon goes first, so none always runs on the
