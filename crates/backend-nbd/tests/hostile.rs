@@ -348,3 +348,35 @@ fn without_trim_or_write_zeroes_the_backend_says_so_and_emulates() {
         .all(|r| r.cmd == CMD_WRITE && r.data.iter().all(|&b| b == 0)));
     assert_eq!(log.iter().map(|r| r.len as u64).sum::<u64>(), 200 << 10);
 }
+
+#[test]
+fn one_connection_per_queue_only_with_can_multi_conn() {
+    let script: Script = Arc::new(|r: &Req, disk: &mut Vec<u8>| correct(r, disk, false));
+    for (flags, want) in [(ALL, 1), (ALL | TF_CAN_MULTI_CONN, 4)] {
+        let d = Double::start(SIZE, flags, false, script.clone());
+        let b = NbdBackend::open(
+            &d.uri(),
+            NbdOptions {
+                connections: 4,
+                ..NbdOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(b.connections(), want, "flags {flags:#x}");
+        // Every queue's engine works, whichever connection it got.
+        for i in 0..4u8 {
+            let mut e = b.engine().unwrap();
+            let mut w = vec![i; 512];
+            assert_eq!(
+                one(&mut *e, IoOp::Write, u64::from(i) * 512, 512, &mut [&mut w]).result,
+                Ok(512)
+            );
+            let mut r = vec![0u8; 512];
+            assert_eq!(
+                one(&mut *e, IoOp::Read, u64::from(i) * 512, 512, &mut [&mut r]).result,
+                Ok(512)
+            );
+            assert_eq!(r, w);
+        }
+    }
+}

@@ -107,9 +107,9 @@ pub fn args(
                 Backend::Null => {
                     format!("driver=null-co,node-name=n0,size={DISK},read-zeroes=on")
                 }
-                Backend::Nbd => format!(
-                    "driver=nbd,node-name=n0,server.type=unix,server.path={image}"
-                ),
+                Backend::Nbd => {
+                    format!("driver=nbd,node-name=n0,server.type=unix,server.path={image}")
+                }
                 Backend::File | Backend::Direct => format!(
                     "driver=file,node-name=n0,filename={image},aio=io_uring,cache.direct={}",
                     if c.backend == Backend::Direct {
@@ -146,7 +146,15 @@ impl NbdServer {
         let sock = dir.join("qemu-nbd.sock");
         let _ = std::fs::remove_file(&sock);
         let child = Command::new("qemu-nbd")
-            .args(["--persistent", "--shared=16", "-f", "raw", "--cache=writeback", "--aio=io_uring", "-k"])
+            .args([
+                "--persistent",
+                "--shared=16",
+                "-f",
+                "raw",
+                "--cache=writeback",
+                "--aio=io_uring",
+                "-k",
+            ])
             .arg(&sock)
             .arg(image)
             .stdin(Stdio::null())

@@ -15,8 +15,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub runs: u32,
     /// Only these backends, comma separated: null, file (tmpfs, page
-    /// cache), direct (a file on the root file system, O_DIRECT). Default:
-    /// $VBLK_BENCH_ONLY, else all.
+    /// cache), direct (a file on the root file system, O_DIRECT), nbd (the
+    /// tmpfs file behind a qemu-nbd the bench starts; both daemons on its
+    /// export). Default: $VBLK_BENCH_ONLY, else all but nbd.
     #[arg(long, value_name = "BACKENDS")]
     pub only: Option<String>,
     /// Only points whose label contains TEXT, e.g. "null | 1 | event" or
@@ -155,7 +156,8 @@ pub fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
     s.split(',')
         .filter(|x| !x.trim().is_empty())
         .map(|x| {
-            Backend::parse(x).ok_or_else(|| format!("unknown backend {x:?} (null, file, direct or nbd)"))
+            Backend::parse(x)
+                .ok_or_else(|| format!("unknown backend {x:?} (null, file, direct or nbd)"))
         })
         .collect()
 }
