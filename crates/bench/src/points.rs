@@ -381,7 +381,14 @@ mod tests {
         let g = select(false, &[Backend::Direct], None, &[]);
         assert_eq!(g.len(), 2);
         assert_eq!(count(&g), 12);
-        assert_eq!(count(&groups(false)), 2 * 4 * 6 + 2 * 6);
+        // Plus the opt-in NBD group (6 points), which `--only` must name.
+        assert_eq!(count(&groups(false)), 2 * 4 * 6 + 2 * 6 + 6);
+        assert_eq!(count(&select(false, &[], None, &[])), 2 * 4 * 6 + 2 * 6);
+        let n = select(false, &[Backend::Nbd], None, &[]);
+        assert_eq!(count(&n), 6);
+        assert!(n
+            .iter()
+            .all(|(c, _)| c.backend == Backend::Nbd && c.queues == 1));
     }
 
     #[test]
