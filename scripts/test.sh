@@ -87,6 +87,8 @@ if [ "${VBLK_SKIP_GUEST:-0}" != 1 ]; then
         step "real guest over vfio-user (QEMU 11): modern/MSI-X, legacy, INTx"
         "$ROOT/tests/guest/e2e-vfio-user.sh"
     fi
+    step "NBD: qcow2 via qemu-nbd over TCP (vhost-user), raw over UNIX (vfio-user), qemu-nbd restarted during a boot"
+    "$ROOT/tests/guest/e2e-nbd.sh"
 fi
 
 if [ "${VBLK_SKIP_BENCH:-0}" != 1 ]; then

@@ -142,6 +142,10 @@ pub struct NbdServer {
 }
 
 impl NbdServer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(image: &Path, dir: &Path) -> Result<NbdServer, String> {
         let sock = dir.join("qemu-nbd.sock");
         let _ = std::fs::remove_file(&sock);
@@ -205,6 +209,8 @@ pub fn pin_self(cpus: &[usize]) -> bool {
 /// A started daemon; dropping it stops it (SIGTERM, then SIGKILL after 5 s).
 pub struct Running {
     pub daemon: Daemon,
+    /// A server process behind the daemon (qemu-nbd), measured apart.
+    pub helper: Option<u32>,
     child: Child,
     pub sock: PathBuf,
     pub ctl: Option<PathBuf>,
@@ -299,6 +305,7 @@ pub fn start(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", prog.display()))?;
     let mut r = Running {
+        helper: None,
         daemon,
         child,
         sock: sock.clone(),

@@ -190,7 +190,9 @@ pub fn measure(client_cpus: &[usize], d: &Running, p: Point, secs: f64) -> Resul
             cpu_ns(d.pid()),
             d.ctl.as_deref().and_then(vblk_counters),
             Instant::now(),
-            system_busy_ns(),
+            // The NBD server both daemons share counts as neither the
+            // daemon's CPU nor other load.
+            system_busy_ns().saturating_sub(d.helper.map(cpu_ns).unwrap_or(0)),
         )
     };
     let (results, s0, s1): (Vec<ThreadResult>, Sample, Sample) = std::thread::scope(|s| {

@@ -271,6 +271,7 @@ fn run_all(s: &Setup, sel: &[Group]) -> Result<Vec<Row>, String> {
             let order: Vec<Daemon> = (0..3).map(|k| Daemon::ALL[(k + run + gi) % 3]).collect();
             for d in order {
                 let mut running = daemons::start(opts, &s.dir, &image, &s.daemon_cpus, d, *c)?;
+                running.helper = nbd.as_ref().map(|n| n.pid());
                 for (i, &wq) in pts.iter().enumerate() {
                     let p = point(*c, wq);
                     let f = measure_point(s, &mut running, p)?;
