@@ -167,6 +167,15 @@ impl IoEngine for NbdEngine {
         self.reap_until(out, min, Some(Instant::now() + timeout))
     }
 
+    /// Requests not yet submitted complete with ECANCELED. Those on the
+    /// wire finish normally (NBD has no cancel), bounded by the reply
+    /// timeout and the reconnect timeout.
+    fn cancel_all(&mut self) {
+        for req in self.pending.drain(..) {
+            Parent::new(req.token, req.len, self.sink.clone(), 1).part_done(Err(libc::ECANCELED));
+        }
+    }
+
     fn in_flight(&self) -> usize {
         self.in_flight
     }

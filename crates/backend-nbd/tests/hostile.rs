@@ -380,3 +380,49 @@ fn one_connection_per_queue_only_with_can_multi_conn() {
         }
     }
 }
+
+#[test]
+fn cancel_all_completes_unsubmitted_requests_and_the_fd_is_signalled() {
+    let d = Double::start(
+        SIZE,
+        ALL,
+        false,
+        Arc::new(|r: &Req, disk: &mut Vec<u8>| correct(r, disk, false)),
+    );
+    let b = open(&d);
+    let mut e = b.engine().unwrap();
+    let fd = e.completion_fd().unwrap();
+    let mut buf = vec![0u8; 512];
+    // SAFETY: `buf` lives until the request is reaped.
+    unsafe {
+        e.push(IoRequest {
+            op: IoOp::Read,
+            offset: 0,
+            len: 512,
+            iovecs: vec![iov(&mut buf)],
+            token: 9,
+            fua: false,
+        })
+    };
+    e.cancel_all();
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack.
+    assert_eq!(
+        unsafe { libc::poll(&mut p, 1, 1000) },
+        1,
+        "completion fd not signalled"
+    );
+    let mut out = vec![];
+    e.reap(&mut out, 1).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].token, out[0].result), (9, Err(libc::ECANCELED)));
+    assert_eq!(e.in_flight(), 0);
+    assert!(
+        d.log.lock().unwrap().is_empty(),
+        "a cancelled request reached the server"
+    );
+}
