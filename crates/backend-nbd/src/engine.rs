@@ -90,10 +90,12 @@ impl NbdEngine {
             IoOp::Discard if info.has(TF_SEND_TRIM) => pieces(CMD_TRIM, 0, MAX_RANGE, false)?,
             // A discard is advice; without TRIM it does nothing.
             IoOp::Discard => {}
-            // virtio's write_zeroes_may_unmap is offered, so the server may
-            // punch holes (no NBD_CMD_FLAG_NO_HOLE).
+            // The request does not say whether the guest set UNMAP, so the
+            // range stays allocated, as the file engines' FALLOC_FL_ZERO_RANGE
+            // does: "NBD_CMD_FLAG_NO_HOLE ... the server MUST ensure that a
+            // subsequent read ... [returns zeroes] ... without punching a hole".
             IoOp::WriteZeroes if info.has(TF_SEND_WRITE_ZEROES) => {
-                pieces(CMD_WRITE_ZEROES, fua, MAX_RANGE, false)?
+                pieces(CMD_WRITE_ZEROES, fua | CMD_FLAG_NO_HOLE, MAX_RANGE, false)?
             }
             IoOp::WriteZeroes => {
                 let mut done = 0u64;

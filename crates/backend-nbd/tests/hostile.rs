@@ -426,3 +426,39 @@ fn cancel_all_completes_unsubmitted_requests_and_the_fd_is_signalled() {
         "a cancelled request reached the server"
     );
 }
+
+#[test]
+fn write_zeroes_keeps_the_range_allocated_and_trim_is_trim() {
+    let d = Double::start(
+        SIZE,
+        ALL,
+        false,
+        Arc::new(|r: &Req, disk: &mut Vec<u8>| correct(r, disk, false)),
+    );
+    let b = open(&d);
+    let mut e = b.engine().unwrap();
+    assert_eq!(
+        one(&mut *e, IoOp::WriteZeroes, 4096, 8192, &mut []).result,
+        Ok(8192)
+    );
+    assert_eq!(
+        one(&mut *e, IoOp::Discard, 0, 4096, &mut []).result,
+        Ok(4096)
+    );
+    assert_eq!(one(&mut *e, IoOp::Flush, 0, 0, &mut []).result, Ok(0));
+    let log: Vec<(u16, u16, u64, u32)> = d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.cmd, r.flags, r.offset, r.len))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            (CMD_WRITE_ZEROES, CMD_FLAG_NO_HOLE, 4096, 8192),
+            (CMD_TRIM, 0, 0, 4096),
+            (CMD_FLUSH, 0, 0, 0)
+        ]
+    );
+}
