@@ -40,10 +40,20 @@ impl Sink {
         self.efd.as_raw_fd()
     }
 
+    /// Signals the eventfd only when the list was empty: a non-empty list
+    /// has been signalled already and not harvested yet (`reap` clears the
+    /// fd before it harvests, so whatever joins the list in between is
+    /// taken by that same harvest).
     pub fn complete(&self, c: IoCompletion) {
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+        let was_empty = {
+            let mut d = self.done.lock().unwrap_or_else(|e| e.into_inner());
+            d.push(c);
+            d.len() == 1
+        };
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        self.signal();
+        if was_empty {
+            self.signal();
+        }
     }
 
     pub fn signal(&self) {
