@@ -24,6 +24,7 @@ use vblk_backend::{Backend, BlockSizes, IoEngine, IoOp, IoRequest};
 mod cmd;
 mod complete;
 pub mod conn;
+mod connect;
 mod engine;
 pub mod handshake;
 mod iov;
@@ -36,7 +37,8 @@ pub use engine::NbdEngine;
 pub use handshake::ExportInfo;
 pub use uri::{is_nbd_uri, Address, NbdUri};
 
-use conn::{Conn, Target};
+use conn::Conn;
+use connect::Target;
 use proto::*;
 
 /// Default `--nbd-reconnect-timeout`.

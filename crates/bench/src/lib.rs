@@ -22,6 +22,7 @@
 pub mod daemons;
 pub mod images;
 pub mod measure;
+pub mod nbd_server;
 pub mod options;
 pub mod points;
 pub mod report;

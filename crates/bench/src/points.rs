@@ -230,7 +230,7 @@ fn run_all(s: &Setup, sel: &[Group]) -> Result<Vec<Row>, String> {
         .flat_map(|(c, pts)| pts.iter().map(|&wq| Row::new(point(*c, wq))))
         .collect();
     let (mut have_tmpfs, mut have_disk) = (false, false);
-    let mut nbd: Option<daemons::NbdServer> = None;
+    let mut nbd: Option<crate::nbd_server::NbdServer> = None;
     for run in 0..opts.runs {
         let mut first = 0;
         for (gi, (c, pts)) in sel.iter().enumerate() {
@@ -260,7 +260,7 @@ fn run_all(s: &Setup, sel: &[Group]) -> Result<Vec<Row>, String> {
                         have_tmpfs = true;
                     }
                     if nbd.is_none() {
-                        nbd = Some(daemons::NbdServer::start(&s.tmpfs_image, &s.dir)?);
+                        nbd = Some(crate::nbd_server::NbdServer::start(&s.tmpfs_image, &s.dir)?);
                     }
                     // Both daemons get the NBD server's socket.
                     nbd.as_ref().map(|n| n.sock.clone()).ok_or("no qemu-nbd")?
