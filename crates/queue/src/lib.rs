@@ -13,6 +13,7 @@ use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Address, GuestAddress, GuestMemory};
 
 mod cursor;
+pub mod packed;
 mod walk;
 
 pub use cursor::{host_iovecs, Cursor};
