@@ -45,8 +45,11 @@ fn queue(desc: u64, avail: u64, used: u64) -> Queue {
     q
 }
 
-/// The requests of one round, placed once and reused: (segments, status).
-fn requests(mem: &GuestMemoryMmap) -> Vec<(Vec<(u64, u32, u16)>, u64)> {
+/// One request: its segments and where its status lands.
+type Placed = (Vec<vblk_testkit::ring::Seg>, u64);
+
+/// The requests of one round, placed once and reused.
+fn requests(mem: &GuestMemoryMmap) -> Vec<Placed> {
     (0..DEPTH)
         .map(|i| {
             let p = Request::read(u64::from(i) * 8, 4096).place(mem, BUFS + 0x2000 * u64::from(i));
