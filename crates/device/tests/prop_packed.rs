@@ -87,7 +87,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     // Headers at the start of each read-only block: some are plausible.
     for k in 0..4u64 {
         let mut h = c.headers.clone();
-        h[0] = h[0] % 16;
+        h[0] %= 16;
         mem.write_slice(&h, GuestAddress(RO + 0x2000 * k)).unwrap();
     }
     // The indirect table (read-only zone, block 3).
