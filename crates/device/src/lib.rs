@@ -24,6 +24,9 @@ pub mod config;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing_packed;
 mod inflight;
 mod merge;
 mod plan;
