@@ -73,20 +73,31 @@ pub fn packed_process(data: &[u8]) -> usize {
     }
     assert_eq!(worker.in_flight(), 0, "requests left in flight");
     if opt & 0x80 != 0 {
-        assert!(backend.snapshot() == pristine, "a read-only disk was written");
+        assert!(
+            backend.snapshot() == pristine,
+            "a read-only disk was written"
+        );
     }
     // The used descriptors the device wrote (flags AVAIL == USED == 1 in
     // the first lap): their lengths are bounded by guest memory.
     let mut done = 0;
     for i in 0..QSIZE {
         let mut d = [0u8; 16];
-        if mem.read_slice(&mut d, GuestAddress(16 * u64::from(i))).is_err() {
+        if mem
+            .read_slice(&mut d, GuestAddress(16 * u64::from(i)))
+            .is_err()
+        {
             continue;
         }
         let flags = u16::from_le_bytes([d[14], d[15]]);
         let len = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
-        if flags & 0x8080 == 0x8080 && ring.get(16 * usize::from(i)..16 * usize::from(i) + 16) != Some(&d[..]) {
-            assert!(u64::from(len) <= MEM as u64, "used length {len} past guest memory");
+        if flags & 0x8080 == 0x8080
+            && ring.get(16 * usize::from(i)..16 * usize::from(i) + 16) != Some(&d[..])
+        {
+            assert!(
+                u64::from(len) <= MEM as u64,
+                "used length {len} past guest memory"
+            );
             done += 1;
         }
     }
@@ -124,12 +135,26 @@ pub fn packed_process_seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
         &header(4, 0),
     );
     let get_id = build(
-        &[desc(0x3000, 16, 5, 1), desc(0x3100, 20, 5, 3), desc(0x3010, 1, 5, 2)],
+        &[
+            desc(0x3000, 16, 5, 1),
+            desc(0x3100, 20, 5, 3),
+            desc(0x3010, 1, 5, 2),
+        ],
         &header(8, 0),
     );
     let read = build(
-        &[desc(0x3000, 16, 2, 1), desc(0x4000, 512, 2, 3), desc(0x3010, 1, 2, 2), desc(0x3000, 16, 1, 1), desc(0x3010, 1, 1, 2)],
+        &[
+            desc(0x3000, 16, 2, 1),
+            desc(0x4000, 512, 2, 3),
+            desc(0x3010, 1, 2, 2),
+            desc(0x3000, 16, 1, 1),
+            desc(0x3010, 1, 1, 2),
+        ],
         &header(0, 1),
     );
-    vec![("flush", flush, 1), ("get-id", get_id, 1), ("read-and-flush", read, 2)]
+    vec![
+        ("flush", flush, 1),
+        ("get-id", get_id, 1),
+        ("read-and-flush", read, 2),
+    ]
 }

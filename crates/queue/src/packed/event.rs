@@ -1,4 +1,6 @@
-//! The event suppression structures of a packed ring (virtio 1.2, 2.8.10):
+//! The event suppression structures of a packed ring (virtio 1.2, 2.8,
+//! "Driver and Device Event Suppression" and "Event Suppression Structure
+//! Format"):
 //!
 //! ```text
 //! struct pvirtq_event_suppress {
@@ -74,7 +76,7 @@ impl PackedRing {
     ) -> Result<bool, PackedError> {
         // ENABLE rather than DESC even with EVENT_IDX: a kick per batch
         // costs little next to a missed one, and the driver must honour
-        // either (2.8.10).
+        // either.
         let flags = if enable {
             EVENT_FLAG_ENABLE
         } else {
@@ -124,9 +126,12 @@ pub(crate) fn decide(
         // without it (or with the reserved value 3) notify, never stay
         // silent on a driver that may be waiting.
         EVENT_FLAG_DESC if event_idx => {
-            // Notify when the used descriptor at the driver's offset/wrap
-            // was written in this batch: it lies in [old, new) counted
-            // modulo 2 * size (the wrap counter is the extra bit).
+            // "Event will only trigger when Ring Wrap Counter matches this
+            // value and a descriptor is made available/used respectively":
+            // notify when the driver's offset/wrap lies in the slots this
+            // batch covered, [old, new) counted modulo 2 * size (the wrap
+            // counter is the extra bit). A list's used descriptor covers
+            // all of its slots, as in QEMU's and Linux's packed rings.
             let m = 2 * u32::from(size);
             let event = Position::decode(ev.off_wrap);
             // An offset past the ring (hostile) still gives a number; it

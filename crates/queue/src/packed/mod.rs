@@ -38,20 +38,23 @@ mod tests;
 
 pub use event::{EventFlags, EVENT_FLAG_DESC, EVENT_FLAG_DISABLE, EVENT_FLAG_ENABLE};
 
-/// "This marks a buffer as continuing" (same bits as the split ring).
+/// "This marks a buffer as continuing." (same bits as the split ring)
 pub const DESC_F_NEXT: u16 = 1;
-/// "This marks a buffer as device write-only."
+/// "This marks a descriptor as device write-only (otherwise device
+/// read-only)." In a used descriptor: "this bit is used to specify whether
+/// any data has been written by the device into any parts of the buffer."
 pub const DESC_F_WRITE: u16 = 2;
 /// "This means the element contains a table of descriptors."
 pub const DESC_F_INDIRECT: u16 = 4;
-/// "Mark a descriptor as available" (virtio 1.2, 2.8.1): bit 7.
+/// `VIRTQ_DESC_F_AVAIL` (virtio 1.2, 2.8, "Driver and Device Ring Wrap
+/// Counters"): bit 7.
 pub const DESC_F_AVAIL: u16 = 1 << 7;
-/// "Mark a descriptor as used": bit 15.
+/// `VIRTQ_DESC_F_USED`: bit 15.
 pub const DESC_F_USED: u16 = 1 << 15;
 
 /// Size of one packed descriptor.
 pub const DESC_SIZE: u64 = 16;
-/// "The maximum Queue Size value is 2^15" for packed rings (2.8).
+/// "Packed virtqueues support up to 2^15 entries each." (virtio 1.2, 2.8)
 pub const MAX_QUEUE_SIZE: u16 = 1 << 15;
 
 /// Why a packed ring cannot be used (the ring is broken).
@@ -161,8 +164,12 @@ impl Desc {
         }
     }
 
-    /// "A descriptor is available when AVAIL matches the driver's wrap
-    /// counter and USED does not" (2.8.1, paraphrased).
+    /// "To mark a descriptor as available, the driver sets the
+    /// VIRTQ_DESC_F_AVAIL bit in Flags to match the internal Driver Ring Wrap
+    /// Counter. It also sets the VIRTQ_DESC_F_USED bit to match the inverse
+    /// value" ("Driver and Device Ring Wrap Counters"); "A device MUST NOT use a descriptor unless it observes
+    /// the VIRTQ_DESC_F_AVAIL bit in its flags being changed" ("Device Requirements: The Virtqueue Descriptor
+    /// Table").
     pub fn is_available(flags: u16, wrap: bool) -> bool {
         (flags & DESC_F_AVAIL != 0) == wrap && (flags & DESC_F_USED != 0) != wrap
     }
@@ -205,8 +212,10 @@ impl PackedRing {
         if size == 0 || size > MAX_QUEUE_SIZE {
             return Err(PackedError::BadSize(size));
         }
-        // Alignment (2.8.10.1, "Virtqueue Part / Alignment"): descriptor
-        // ring 16, driver and device event suppression 4.
+        // "The driver MUST ensure that the physical address of the first
+        // byte of each virtqueue part is a multiple of the specified
+        // alignment value" ("Structure Size and Alignment": descriptor ring
+        // 16, device and driver event suppression 4).
         for (a, align) in [(desc, 16), (driver, 4), (device, 4)] {
             if a.raw_value() % align != 0 {
                 return Err(PackedError::Misaligned(a.raw_value()));
@@ -291,8 +300,12 @@ impl PackedRing {
     ///
     /// "The device only writes out a single used descriptor for the whole
     /// list. It then skips forward according to the number of descriptors
-    /// in the list." (2.8.6). The id, the length, then the flags (release
-    /// order): the driver reads the descriptor once it sees the flags.
+    /// in the list." ("Next Flag: Descriptor Chaining", virtio 1.2, 2.8), and "The
+    /// device MUST start writing device descriptors into the ring in the
+    /// order in which they complete." ("Device Requirements:
+    /// Virtqueues"). The id, the length, then the
+    /// flags (release order): the driver reads the descriptor once it sees
+    /// the flags.
     pub fn push_used<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,
@@ -311,13 +324,20 @@ impl PackedRing {
         body[4..6].copy_from_slice(&id.to_le_bytes());
         let body_at = at.checked_add(8).ok_or(PackedError::Unreachable(index))?;
         mem.write_slice(&body, body_at).map_err(unreachable)?;
-        // "the device sets both the AVAIL and USED flags to match its used
-        // wrap counter" when it writes a used descriptor (2.8.1, paraphrased).
-        let flags = if self.used.wrap {
+        // "To mark a descriptor as used, the device sets the
+        // VIRTQ_DESC_F_USED bit in Flags to match the internal Device Ring
+        // Wrap Counter. It also sets the VIRTQ_DESC_F_AVAIL bit to match the
+        // same value." ("Driver and Device Ring Wrap Counters"). And "Element Length is reserved for used
+        // descriptors without the VIRTQ_DESC_F_WRITE flag" ("Element Address and Length"): WRITE
+        // says the length counts.
+        let mut flags = if self.used.wrap {
             DESC_F_AVAIL | DESC_F_USED
         } else {
             0
         };
+        if len > 0 {
+            flags |= DESC_F_WRITE;
+        }
         let flags_at = at.checked_add(14).ok_or(PackedError::Unreachable(index))?;
         mem.store(flags.to_le(), flags_at, Ordering::Release)
             .map_err(unreachable)?;

@@ -60,6 +60,11 @@ fn a_buffer_round_trips_and_the_base_encodes_both_positions() {
     assert_eq!(r.in_flight(), 1);
     assert_eq!(d.take_used(&m), None);
     r.push_used(&m, 5, 513).unwrap();
+    // Used, lap 1, and WRITE: the length counts.
+    assert_eq!(
+        d.read(&m, 0).flags,
+        DESC_F_AVAIL | DESC_F_USED | DESC_F_WRITE
+    );
     assert_eq!(d.take_used(&m), Some((5, 513)));
     assert_eq!(r.base(), 0x8003_8003);
     // Unknown ids are refused (the device's own bookkeeping).

@@ -23,18 +23,22 @@ impl PackedRing {
         let mut pos = self.avail;
         let mut slots: u16 = 0;
         let id = loop {
-            // "A driver MUST NOT create a descriptor chain longer than the
-            // Queue Size of the device" (2.8.18): past that the chain
-            // would run into its own first descriptor.
+            // "A driver MUST NOT create a descriptor list longer than the
+            // Queue Size. This implies that loops in the descriptor list
+            // are forbidden!" ("Driver Requirements:
+            // Scatter-Gather Support", virtio 1.2, 2.8): past that the list runs into its own head.
             if slots == self.size {
                 return Err(PackedError::ChainTooLong(self.size));
             }
             let at = pos.index;
             let d = self.read_desc(mem, at)?;
-            // "The driver MUST NOT make the first descriptor in the list
+            // "A driver MUST NOT make the first descriptor in the list
             // available before all subsequent descriptors comprising the
-            // list are made available" (2.8.6.1 / 2.8.21): every
-            // descriptor of the chain carries the flags of its own slot.
+            // list are made available." (same section), and "all flags, including
+            // VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_USED, VIRTQ_DESC_F_WRITE must
+            // be set/cleared correctly in all descriptors in the list, not
+            // just the first one." ("Next Flag: Descriptor Chaining"): every descriptor of the list
+            // carries the flags of its own slot and lap.
             if slots > 0 && !Desc::is_available(d.flags, pos.wrap) {
                 return Err(PackedError::NotAvailable(at));
             }
@@ -43,7 +47,8 @@ impl PackedRing {
             if d.flags & DESC_F_INDIRECT != 0 {
                 // "A driver MUST NOT write direct descriptors with
                 // VIRTQ_DESC_F_INDIRECT set in a scatter-gather list linked
-                // by VIRTQ_DESC_F_NEXT" (2.8.19.1): an indirect descriptor
+                // by VIRTQ_DESC_F_NEXT." ("Driver Requirements:
+                // Indirect Descriptors"): an indirect descriptor
                 // is a buffer's only ring descriptor.
                 if slots != 1 || d.flags & DESC_F_NEXT != 0 {
                     return Err(PackedError::IndirectInChain(at));
@@ -109,8 +114,8 @@ fn walk_indirect<M: GuestMemory + ?Sized>(
             .and_then(|a| mem.read_slice(&mut raw, a).ok())
             .ok_or(PackedError::UnreadableIndirect(i))?;
         let d = Desc::from_bytes(&raw);
-        // "The driver MUST NOT set any flags except DESC_F_WRITE for
-        // descriptors within an indirect table" (2.8.19.1): a NEXT or a
+        // "The driver MUST NOT set any flags except DESC_F_WRITE within an
+        // indirect descriptor." (same section): a NEXT or a
         // nested INDIRECT there is a broken ring, not a silent shortcut.
         if d.flags & !DESC_F_WRITE != 0 {
             return Err(PackedError::BadIndirectFlags(i, d.flags));
