@@ -19,15 +19,14 @@ const DRIVER_AREA: u64 = 16 * QSIZE as u64;
 const DEVICE_AREA: u64 = DRIVER_AREA + 4;
 
 /// Never panics; nothing stays in flight; a read-only disk is never
-/// written; every used descriptor reports at most the bytes of guest
-/// memory; the only error is a broken packed ring.
+/// written; the only error is a broken packed ring.
 ///
 /// Input layout: byte 0 options (0x80 read-only, 0x40 EVENT_IDX, 0x20 a
 /// fresh ring position, else bytes 1..5 are the vhost-user base), bytes
 /// 5..133 the 8 descriptors, 133..137 the driver event suppression
 /// structure, the rest lands at guest 0x3000 (headers, indirect tables).
 ///
-/// Returns how many requests completed (for the seed test).
+/// Returns how many buffers were used (for the seed test).
 pub fn packed_process(data: &[u8]) -> usize {
     let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]) else {
         return 0;
@@ -78,30 +77,16 @@ pub fn packed_process(data: &[u8]) -> usize {
             "a read-only disk was written"
         );
     }
-    // The used descriptors the device wrote (flags AVAIL == USED == 1 in
-    // the first lap): their lengths are bounded by guest memory.
-    let mut done = 0;
-    for i in 0..QSIZE {
-        let mut d = [0u8; 16];
-        if mem
-            .read_slice(&mut d, GuestAddress(16 * u64::from(i)))
-            .is_err()
-        {
-            continue;
-        }
-        let flags = u16::from_le_bytes([d[14], d[15]]);
-        let len = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
-        if flags & 0x8080 == 0x8080
-            && ring.get(16 * usize::from(i)..16 * usize::from(i) + 16) != Some(&d[..])
-        {
-            assert!(
-                u64::from(len) <= MEM as u64,
-                "used length {len} past guest memory"
-            );
-            done += 1;
-        }
-    }
-    done
+    // (The used descriptors' bytes are not checked: a guest may aim its
+    // own writable buffers at the ring, as inputs here can.)
+    let used = dev
+        .stats()
+        .queue(0)
+        .snapshot()
+        .into_iter()
+        .find(|(n, _)| *n == "used_pushes")
+        .map_or(0, |(_, v)| v);
+    used as usize
 }
 
 /// Well-formed inputs: a FLUSH, a GET_ID and a read over a fresh ring.
