@@ -129,6 +129,10 @@ struct ServeArgs {
     /// Do not offer DISCARD / WRITE_ZEROES.
     #[arg(long)]
     no_discard: bool,
+    /// Do not offer packed virtqueues (VIRTIO_F_RING_PACKED): drivers use
+    /// split rings.
+    #[arg(long)]
+    no_packed_rings: bool,
     /// Serve counters on this UNIX socket (read them with `vblk stats --socket`).
     #[arg(long, value_name = "SOCKET")]
     control: Option<PathBuf>,
@@ -315,6 +319,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let mut cfg = BlkConfig::new(capacity);
     cfg.read_only = a.readonly || backend.read_only();
     cfg.discard = !a.no_discard && backend.supports_discard();
+    cfg.packed_rings = !a.no_packed_rings;
     cfg.num_queues = a.num_queues;
     cfg.queue_size = a.queue_size.unwrap_or(if a.vhost_user.is_some() {
         VHOST_USER_QUEUE_SIZE

@@ -9,7 +9,8 @@
 #      re-reads everything (fio --verify_only).
 #   2. vfio-user (QEMU 11, modern PCI; the guest driver takes packed rings
 #      when the device offers them): the same write boot, when the trixie
-#      chroot is there.
+#      chroot is there; then `vblk serve --no-packed-rings`: the modern
+#      guest must run split rings (bit 34 clear), with fio verify.
 # Every boot ends with the guest's dmesg check.
 #
 #   tests/guest/e2e-packed.sh
@@ -48,10 +49,11 @@ now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 t_all=$(now)
 
-serve() { # --vhost-user|--vfio-user
+serve() { # --vhost-user|--vfio-user [vblk options]
+    local t=$1; shift
     rm -f "$SOCK"
-    echo "--- serve $1 $(date +%T)" >>"$W/daemon.log"
-    "$VBLK" serve --image "$IMG" "$1" "$SOCK" --num-queues 2 --serial "$SERIAL" --control "$CTL" \
+    echo "--- serve $t $* $(date +%T)" >>"$W/daemon.log"
+    "$VBLK" serve --image "$IMG" "$t" "$SOCK" --num-queues 2 --serial "$SERIAL" --control "$CTL" "$@" \
         >>"$W/daemon.log" 2>&1 &
     PID=$!
     for _ in $(seq 200); do [ -S "$SOCK" ] && return 0; kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
@@ -121,6 +123,17 @@ if [ "${VBLK_PACKED_VFIO:-1}" = 1 ] && [ -x "$CACHE/trixie/usr/bin/qemu-system-x
     stop
     python3 "$HERE/check-image.py" "$IMG" "after the vfio-user packed write boot"
     echo "== vfio-user boot done in $(since "$t")"
+    t=$(now)
+    PHASE="vfio-user boot (write, modern PCI, --no-packed-rings: split)"
+    rm -f "$IMG"
+    truncate -s 64M "$IMG"
+    serve --vfio-user --no-packed-rings
+    "$HERE/run-guest.sh" --transport vfio-user --mode modern --socket "$SOCK" --serial "$SERIAL" \
+        --log "$W/guest-vfio-split.log" --test write --with-fio --split --timeout 300
+    counters "vfio-user write, split"
+    stop
+    python3 "$HERE/check-image.py" "$IMG" "after the vfio-user split write boot"
+    echo "== vfio-user split boot done in $(since "$t")"
 else
     echo "== vfio-user boot skipped (VBLK_PACKED_VFIO=0 or no trixie QEMU)"
 fi

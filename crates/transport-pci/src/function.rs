@@ -289,7 +289,11 @@ impl PciFunction {
     /// Features offered: the device's, with VERSION_1 on the modern
     /// interface only; a legacy driver sees the low 32 bits.
     pub(crate) fn offered_features(&self, legacy: bool) -> u64 {
-        let f = self.dev.features() | VERSION_1 | features::bit(features::VIRTIO_F_RING_PACKED);
+        let mut f = self.dev.features() | VERSION_1;
+        if self.dev.config().packed_rings {
+            // Bit 34: the modern interface only (a legacy driver sees 32 bits).
+            f |= features::bit(features::VIRTIO_F_RING_PACKED);
+        }
         if legacy {
             f & 0xffff_ffff
         } else {

@@ -53,6 +53,49 @@ fn modern_offers_packed_and_legacy_cannot_see_it() {
     // The legacy register is 32 bits wide: bit 34 does not exist there.
     let legacy_features = f.bar_rd(0, legacy::HOST_FEATURES, 4);
     assert_eq!(legacy_features >> 32, 0);
+    // Turned off (`vblk serve --no-packed-rings`): not offered, and a
+    // driver that sets it anyway does not get FEATURES_OK.
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
+    let mut cfg = vblk_device::BlkConfig::new(DISK);
+    cfg.packed_rings = false;
+    let dev = Arc::new(vblk_device::BlkDevice::new(
+        cfg,
+        Arc::new(vblk_backend::MemBackend::new(DISK)),
+    ));
+    let mut f = PciFunction::new(dev, GuestMemoryAtomic::new(mem)).unwrap();
+    let common = |f: u64| c + f;
+    f.bar_wr(
+        MODERN_BAR,
+        common(vblk_transport_pci::regs::common::DEVICE_FEATURE_SELECT),
+        4,
+        1,
+    );
+    let hi = f.bar_rd(
+        MODERN_BAR,
+        common(vblk_transport_pci::regs::common::DEVICE_FEATURE),
+        4,
+    );
+    assert_eq!(hi & (1 << 2), 0, "RING_PACKED offered although turned off");
+    use vblk_transport_pci::regs::common as cc;
+    f.bar_wr(
+        MODERN_BAR,
+        common(cc::DEVICE_STATUS),
+        1,
+        u64::from(ACKNOWLEDGE | DRIVER),
+    );
+    f.bar_wr(MODERN_BAR, common(cc::DRIVER_FEATURE_SELECT), 4, 1);
+    f.bar_wr(MODERN_BAR, common(cc::DRIVER_FEATURE), 4, hi | (1 << 2));
+    f.bar_wr(
+        MODERN_BAR,
+        common(cc::DEVICE_STATUS),
+        1,
+        u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK),
+    );
+    assert_eq!(
+        f.status() & FEATURES_OK,
+        0,
+        "FEATURES_OK for a feature not offered"
+    );
 }
 
 #[test]

@@ -128,11 +128,14 @@ impl Conn {
         self.vrings.iter().any(|v| v.running)
     }
 
-    /// Device features plus PROTOCOL_FEATURES and packed rings.
+    /// Device features plus PROTOCOL_FEATURES and (unless turned off)
+    /// packed rings.
     fn offered_features(&self) -> u64 {
-        self.device.features()
-            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
-            | features::bit(features::VIRTIO_F_RING_PACKED)
+        let mut f = self.device.features() | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        if self.device.config().packed_rings {
+            f |= features::bit(features::VIRTIO_F_RING_PACKED);
+        }
+        f
     }
 
     /// Quiesce and stop ring `i`; returns where the ring stopped (its

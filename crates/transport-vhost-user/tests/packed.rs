@@ -69,6 +69,40 @@ impl Daemon {
     }
 }
 
+#[test]
+fn packed_rings_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("vu.sock");
+    let mut cfg = BlkConfig::new(DISK);
+    cfg.packed_rings = false;
+    let dev = Arc::new(BlkDevice::new(cfg, Arc::new(MemBackend::new(DISK))));
+    let stop = Arc::new(StopSignal::new().unwrap());
+    let thread = {
+        let (stop, sock) = (stop.clone(), sock.clone());
+        std::thread::spawn(move || serve(dev, &sock, Default::default(), stop).unwrap())
+    };
+    let t = Instant::now();
+    while !sock.exists() {
+        assert!(t.elapsed() < Duration::from_secs(5), "never listened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let opts = Options {
+        features: Options::default().features | RING_PACKED,
+        ..Options::default()
+    };
+    let mut d = Driver::connect(&sock, opts).unwrap();
+    assert_eq!(
+        d.offered & RING_PACKED,
+        0,
+        "RING_PACKED offered although turned off"
+    );
+    // The split ring serves.
+    assert_eq!(d.run(&Request::flush()).unwrap().status, S_OK);
+    drop(d);
+    stop.stop();
+    thread.join().unwrap();
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop.stop();
