@@ -88,6 +88,7 @@ fn pieces(op: IoOp, offset: u64, len: u64, out: &mut Vec<IoRequest>) {
             len: n,
             iovecs: Vec::new(),
             token: 0,
+            fua: false,
         });
         done += n;
     }
@@ -194,6 +195,7 @@ impl Planner<'_> {
                     len,
                     iovecs,
                     token: 0,
+                    fua: false,
                 });
             }
             Request::Flush => ops.push(IoRequest {
@@ -202,6 +204,7 @@ impl Planner<'_> {
                 len: 0,
                 iovecs: Vec::new(),
                 token: 0,
+                fua: false,
             }),
             Request::GetId { len } => {
                 let id = &self.serial[..(len as usize).min(ID_BYTES)];
