@@ -339,6 +339,7 @@ impl QueueWorker {
                 limits: &self.limits,
                 serial: &self.serial,
                 stats: s,
+                write_through: self.write_through,
             }
             .plan(&chain, mem, &mut self.planned);
             match plan {
