@@ -193,7 +193,11 @@ impl Backend for MemBackend {
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size too large"))?;
             data.resize(n, 0);
         } else if size > data.len() as u64 {
-            return Err(crate::resize_needs_file("the memory disk", data.len() as u64, size));
+            return Err(crate::resize_needs_file(
+                "the memory disk",
+                data.len() as u64,
+                size,
+            ));
         }
         Ok(())
     }

@@ -105,8 +105,8 @@ impl BlkConfig {
         let min_io = 1u16 << exp; // one physical block, in logical blocks
         b[26..28].copy_from_slice(&min_io.to_le_bytes());
         put32(&mut b, 28, 0); // opt_io_size: no suggestion
-        // writeback: the initial mode; the device overlays the live one
-        // (`BlkDevice::config_space`).
+                              // writeback: the initial mode; the device overlays the live one
+                              // (`BlkDevice::config_space`).
         b[32] = u8::from(self.write_cache);
         b[34..36].copy_from_slice(&self.num_queues.to_le_bytes()); // num_queues
         put32(&mut b, 36, MAX_DISCARD_SECTORS); // max_discard_sectors

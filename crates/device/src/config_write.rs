@@ -105,7 +105,10 @@ mod tests {
         assert!(d.live().writeback());
         for (off, len) in [(0u64, 1usize), (31, 1), (33, 1), (32, 2), (32, 4), (32, 0)] {
             let before = d.config_space();
-            assert!(d.write_config(off, &vec![0; len], all).is_err(), "{off}+{len}");
+            assert!(
+                d.write_config(off, &vec![0; len], all).is_err(),
+                "{off}+{len}"
+            );
             assert_eq!(d.config_space(), before);
         }
         d.write_config(32, &[0], all).unwrap();

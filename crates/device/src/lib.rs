@@ -76,10 +76,7 @@ pub struct BlkDevice {
 impl BlkDevice {
     pub fn new(config: BlkConfig, backend: Arc<dyn Backend>) -> Self {
         let stats = Arc::new(Stats::new(usize::from(config.num_queues.max(1))));
-        let live = LiveConfig::new(
-            config.capacity.min(backend.capacity()),
-            config.write_cache,
-        );
+        let live = LiveConfig::new(config.capacity.min(backend.capacity()), config.write_cache);
         BlkDevice {
             live,
             config,

@@ -103,7 +103,10 @@ impl LiveConfig {
 
     /// Notifiers registered now (for tests and logs).
     pub fn notifier_count(&self) -> usize {
-        self.notifiers.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.notifiers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 

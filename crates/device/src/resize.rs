@@ -51,7 +51,9 @@ impl BlkDevice {
         } else {
             // Growing (the storage first, so nothing is served before it
             // is there), or shrinking the export only.
-            backend.resize(size, resize_file).map_err(|e| e.to_string())?;
+            backend
+                .resize(size, resize_file)
+                .map_err(|e| e.to_string())?;
             live.set_capacity(size);
         }
         log::info!(

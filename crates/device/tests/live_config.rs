@@ -124,7 +124,10 @@ fn writes_in_write_through_mode_reach_the_engine_as_force_unit_access() {
     let w = writes(&seen);
     assert!(!w.is_empty() && w.iter().all(|&f| f), "{w:?}");
     assert_eq!(run(&mut r, T_IN, 16, &mut n), OK);
-    assert!(seen.lock().unwrap().iter().all(|x| !x.3), "reads are never FUA");
+    assert!(
+        seen.lock().unwrap().iter().all(|x| !x.3),
+        "reads are never FUA"
+    );
     // Back to write-back.
     r.dev.write_config(32, &[1], features).unwrap();
     assert_eq!(run(&mut r, T_OUT, 24, &mut n), OK);
