@@ -33,8 +33,10 @@ pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::REPLY_ACK
         | VhostUserProtocolFeatures::INFLIGHT_SHMFD
         | VhostUserProtocolFeatures::RESET_DEVICE
+        | VhostUserProtocolFeatures::BACKEND_REQ
 }
 
+pub mod channel;
 mod messages;
 mod vring;
 
@@ -55,6 +57,10 @@ pub struct Conn {
     /// The last handler error was answered (REPLY_ACK or an error payload)
     /// or needs no answer: the connection survives it.
     rejected: bool,
+    /// The back-end request channel (SET_BACKEND_REQ_FD), for
+    /// configuration change notifications (online resize).
+    channel: channel::SharedChannel,
+    _config_notifier: vblk_device::NotifierHandle,
 }
 
 type Res<T> = Result<T, String>;
@@ -70,7 +76,14 @@ impl Conn {
         let vrings = (0..device.num_queues())
             .map(|i| Vring::new(i, stats.clone()))
             .collect();
+        let channel = channel::SharedChannel::default();
+        let ch = channel.clone();
+        let config_notifier = device
+            .live()
+            .on_change(Arc::new(move || channel::notify(&ch)));
         Ok(Conn {
+            channel,
+            _config_notifier: config_notifier,
             runners,
             device,
             mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),

@@ -173,7 +173,13 @@ fn serve_connection(
                 break;
             }
         }
-        let r = handler.handle_request();
+        // SET_BACKEND_REQ_FD is answered here (the library keeps the
+        // channel to itself); everything else goes to the library.
+        let r = match backend::channel::take_set_backend_req_fd(fd, &conn) {
+            Ok(true) => continue,
+            Ok(false) => handler.handle_request(),
+            Err(e) => Err(e),
+        };
         let survivable = conn
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,239 @@
+//! Online resize and the write-cache byte over vhost-user, against `vblk
+//! serve` with a hand-driven front end: the front end hands over a
+//! back-end request channel (SET_BACKEND_REQ_FD), `vblk resize` makes the
+//! daemon send CONFIG_CHANGE_MSG on it, GET_CONFIG shows the new capacity,
+//! and requests past the new end fail with IOERR. SET_CONFIG may write
+//! `writeback` (CONFIG_WCE) and nothing else. Also `vblk resize`'s
+//! refusals (no --resize-file, the null backend, bad sizes).
+
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vblk_testkit::blk::{features as vf, Request};
+use vblk_testkit::vhost_user::{Driver, Options};
+use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
+use vhost::vhost_user::{
+    FrontendReqHandler, HandlerResult, VhostUserFrontend, VhostUserFrontendReqHandlerMut,
+};
+
+const MIB: u64 = 1 << 20;
+const CONFIG_WCE: u64 = 1 << 11;
+const OK: u8 = 0;
+const IOERR: u8 = 1;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(image: &str, dir: &Path, extra: &[&str]) -> Daemon {
+    let sock = dir.join("vu.sock");
+    let ctl = dir.join("vu.ctl");
+    let d = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_vblk"))
+            .args(["serve", "--image", image, "--vhost-user"])
+            .arg(&sock)
+            .arg("--control")
+            .arg(&ctl)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    while !(sock.exists() && ctl.exists()) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d
+}
+
+/// `vblk resize`: (success, stdout + stderr).
+fn resize(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["resize", "--socket"])
+        .arg(dir.join("vu.ctl"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Counts CONFIG_CHANGE_MSG.
+#[derive(Default)]
+struct Changes(Arc<AtomicUsize>);
+
+impl VhostUserFrontendReqHandlerMut for Changes {
+    fn handle_config_change(&mut self) -> HandlerResult<u64> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(0)
+    }
+}
+
+/// Hand the daemon a back-end channel and serve it on a thread; returns
+/// the counter of configuration changes.
+fn channel(d: &Driver) -> Arc<AtomicUsize> {
+    let n = Arc::new(AtomicUsize::new(0));
+    let mut h = FrontendReqHandler::new(Arc::new(Mutex::new(Changes(n.clone())))).unwrap();
+    h.set_reply_ack_flag(true);
+    let tx = h.get_tx_raw_fd();
+    d.fe().set_backend_request_fd(&FdRef(tx)).unwrap();
+    std::thread::spawn(move || while h.handle_request().is_ok() {});
+    n
+}
+
+struct FdRef(i32);
+impl AsRawFd for FdRef {
+    fn as_raw_fd(&self) -> i32 {
+        self.0
+    }
+}
+
+fn opts() -> Options {
+    let mut o = Options::default();
+    o.features |= CONFIG_WCE;
+    o.protocol |= VhostUserProtocolFeatures::BACKEND_REQ;
+    o
+}
+
+fn status(d: &mut Driver, r: &Request) -> u8 {
+    d.run(r).unwrap().status
+}
+
+#[test]
+fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(2 * MIB)
+        .unwrap();
+    let _d = start(img.to_str().unwrap(), dir.path(), &[]);
+    let mut d = Driver::connect(&dir.path().join("vu.sock"), opts()).unwrap();
+    assert!(
+        d.has(VhostUserProtocolFeatures::BACKEND_REQ),
+        "BACKEND_REQ offered"
+    );
+    let changes = channel(&d);
+    assert_eq!(d.capacity(), Some(2 * MIB));
+    let last = 2 * MIB / 512 - 1;
+    assert_eq!(status(&mut d, &Request::write(last, &[7; 512])), OK);
+
+    // Shrink the export: the file is left alone.
+    let (ok, out) = resize(dir.path(), &["1M"]);
+    assert!(ok, "{out}");
+    assert_eq!(changes.load(Ordering::SeqCst), 1, "CONFIG_CHANGE_MSG");
+    assert_eq!(d.capacity(), Some(MIB));
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 2 * MIB);
+    assert_eq!(status(&mut d, &Request::read(last, 512)), IOERR);
+    assert_eq!(status(&mut d, &Request::write(MIB / 512, &[1; 512])), IOERR);
+    assert_eq!(status(&mut d, &Request::read(MIB / 512 - 1, 512)), OK);
+
+    // Growing past the file needs --resize-file; then the file grows.
+    let (ok, out) = resize(dir.path(), &["4M"]);
+    assert!(!ok && out.contains("--resize-file"), "{out}");
+    assert_eq!(changes.load(Ordering::SeqCst), 1);
+    let (ok, out) = resize(dir.path(), &["4M", "--resize-file"]);
+    assert!(ok, "{out}");
+    assert_eq!(changes.load(Ordering::SeqCst), 2);
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 4 * MIB);
+    assert_eq!(d.capacity(), Some(4 * MIB));
+    assert_eq!(
+        status(&mut d, &Request::write(4 * MIB / 512 - 1, &[9; 512])),
+        OK
+    );
+    // What was written at the old end before the shrink is still there.
+    let r = d.run(&Request::read(last, 512)).unwrap();
+    assert_eq!((r.status, &r.data[..512]), (OK, &[7u8; 512][..]));
+
+    // Shrinking the file too.
+    let (ok, out) = resize(dir.path(), &["1536K", "--resize-file"]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 1536 << 10);
+    assert_eq!(d.capacity(), Some(1536 << 10));
+
+    // Refused: not a multiple of 512, zero.
+    for bad in ["1000", "0"] {
+        let (ok, out) = resize(dir.path(), &[bad]);
+        assert!(!ok && out.contains("multiple"), "{bad}: {out}");
+    }
+    assert_eq!(changes.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn set_config_writes_only_the_writeback_byte_and_only_with_config_wce() {
+    let dir = tempfile::tempdir().unwrap();
+    let _d = start("null:1M", dir.path(), &["--write-cache", "off"]);
+    let sock = dir.path().join("vu.sock");
+    let d = Driver::connect(&sock, opts()).unwrap();
+    let wb = |d: &Driver| {
+        let (_, b) = d
+            .fe()
+            .get_config(32, 1, VhostUserConfigFlags::WRITABLE, &[0])
+            .unwrap();
+        b[0]
+    };
+    assert_eq!(wb(&d), 0, "--write-cache off");
+    d.fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[1])
+        .unwrap();
+    assert_eq!(wb(&d), 1);
+    // Anything else is refused (REPLY_ACK turns it into an error here).
+    assert!(d
+        .fe()
+        .set_config(0, VhostUserConfigFlags::WRITABLE, &[0; 8])
+        .is_err());
+    assert!(d
+        .fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[0, 0])
+        .is_err());
+    assert_eq!(wb(&d), 1);
+    d.fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[0])
+        .unwrap();
+    assert_eq!(wb(&d), 0);
+    drop(d);
+    // A front end without CONFIG_WCE may not write it.
+    let mut o = opts();
+    o.features &= !CONFIG_WCE;
+    let d = Driver::connect(&sock, o).unwrap();
+    assert!(d
+        .fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[1])
+        .is_err());
+    assert_eq!(vf::VERSION_1 & d.acked, vf::VERSION_1);
+}
+
+#[test]
+fn the_null_backend_resizes_but_has_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let _d = start("null:1M", dir.path(), &[]);
+    let mut d = Driver::connect(&dir.path().join("vu.sock"), opts()).unwrap();
+    let (ok, out) = resize(dir.path(), &["2M", "--resize-file"]);
+    assert!(!ok && out.contains("null backend has no file"), "{out}");
+    let (ok, out) = resize(dir.path(), &["2M"]);
+    assert!(ok, "{out}");
+    // No back-end channel: the front end is not told, but sees it on GET_CONFIG.
+    assert_eq!(d.capacity(), Some(2 * MIB));
+}
+
+#[test]
+fn a_read_only_image_is_not_resized() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ro.img");
+    std::fs::File::create(&img).unwrap().set_len(MIB).unwrap();
+    let _d = start(img.to_str().unwrap(), dir.path(), &["--readonly"]);
+    let (ok, out) = resize(dir.path(), &["2M", "--resize-file"]);
+    assert!(!ok && out.contains("read-only"), "{out}");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), MIB);
+}
