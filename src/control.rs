@@ -4,7 +4,8 @@
 //! Protocol: one connection, one request line, one JSON answer, then the
 //! daemon closes the connection.
 //!
-//! * `stats` → the counters (`Stats::to_json`);
+//! * `stats` → the counters (`Stats::to_json`) and, under `live`, the
+//!   configuration as it is now (capacity, writeback, generation);
 //! * `resize BYTES [resize-file]` → `{"ok":true,"old":N,"new":N,"file":B}`
 //!   or `{"ok":false,"error":"..."}`.
 //!
@@ -64,7 +65,21 @@ fn read_request(conn: &mut UnixStream) -> String {
 fn answer(device: &BlkDevice, req: &str) -> serde_json::Value {
     let words: Vec<&str> = req.split_whitespace().collect();
     match words.as_slice() {
-        [] | ["stats"] => device.stats().to_json(),
+        [] | ["stats"] => {
+            let mut v = device.stats().to_json();
+            if let Some(o) = v.as_object_mut() {
+                let live = device.live();
+                o.insert(
+                    "live".into(),
+                    serde_json::json!({
+                        "capacity": live.capacity(),
+                        "writeback": live.writeback(),
+                        "generation": live.generation(),
+                    }),
+                );
+            }
+            v
+        }
         ["resize", size, rest @ ..] => {
             let resize_file = match rest {
                 [] => false,

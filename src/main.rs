@@ -456,6 +456,17 @@ fn stats(a: StatsArgs) -> Result<(), String> {
     } else if a.prometheus {
         print!("{}", vblk_device::stats::render_prometheus(&v));
     } else {
+        if let Some(l) = v.get("live") {
+            let n = |k: &str| l.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            let wb = l.get("writeback").and_then(|x| x.as_bool()) == Some(true);
+            println!(
+                "capacity {} bytes ({} sectors), write cache {}, config generation {}",
+                n("capacity"),
+                n("capacity") / 512,
+                if wb { "write-back" } else { "write-through" },
+                n("generation")
+            );
+        }
         print!("{}", vblk_device::stats::render_table(&v));
     }
     Ok(())
