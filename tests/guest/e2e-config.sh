@@ -154,7 +154,6 @@ for c in $CASES; do
         PHASE="vblk resize 48M ($tag)"
         "$VBLK" resize --socket "$CTL" 48M | sed 's/^/   host: /'
         guest_done
-        grep "VBLK-TEST: dmesg:" "$GLOG" | sed 's/^VBLK-TEST: /   guest /'
         "$VBLK" stats --socket "$CTL" --json >"$W/stats-$tag.json"
         stop
         PHASE="the host's checks ($tag)"

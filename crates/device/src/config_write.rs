@@ -40,37 +40,38 @@ impl BlkDevice {
             return Err(ConfigWriteError::NotNegotiated);
         }
         // Any non-zero value selects write-back (as QEMU's `wce != 0`).
-        let writeback = data[0] != 0 && driver_features & bit(VIRTIO_BLK_F_FLUSH) != 0;
-        if writeback != self.live().writeback() {
+        let writeback = data[0] != 0;
+        let live = self.live();
+        let before = live.writeback();
+        live.set_writeback(writeback);
+        if live.writeback() != before {
             log::info!(
                 "the driver switched the cache to {}",
-                if writeback {
+                if live.writeback() {
                     "write-back"
                 } else {
                     "write-through"
                 }
             );
         }
-        self.live().set_writeback(writeback);
         Ok(())
     }
 
-    /// The driver's features are final (FEATURES_OK, DRIVER_OK on a legacy
-    /// device, vhost-user SET_FEATURES). "If VIRTIO_BLK_F_CONFIG_WCE is
-    /// negotiated but VIRTIO_BLK_F_FLUSH is not, the device MUST initialize
-    /// writeback to 0" (virtio 1.2, 5.2.5.1). Without CONFIG_WCE the driver
-    /// cannot see or change the mode: write-back (the `--write-cache`
-    /// setting) only if it can flush, else write-through, as QEMU does.
-    /// With both, the mode stays what it is (a driver re-probing reads it).
+    /// The driver's features are final (DRIVER_OK on PCI, SET_FEATURES
+    /// over vhost-user). "If VIRTIO_BLK_F_CONFIG_WCE is negotiated but
+    /// VIRTIO_BLK_F_FLUSH is not, the device MUST initialize writeback to
+    /// 0" (virtio 1.2, 5.2.5.1); a driver that cannot flush gets a
+    /// write-through device in any case (it could never make a write-back
+    /// cache durable). The chosen mode itself is kept: a firmware driver
+    /// without FLUSH (SeaBIOS) does not turn the next driver's cache off.
     pub fn features_negotiated(&self, driver_features: u64) {
-        let flush = driver_features & bit(VIRTIO_BLK_F_FLUSH) != 0;
-        let wce = driver_features & bit(VIRTIO_BLK_F_CONFIG_WCE) != 0;
-        let live = self.live();
-        if !flush {
-            live.set_writeback(false);
-        } else if !wce {
-            live.set_writeback(live.initial_writeback());
-        }
+        self.live()
+            .set_flush_ok(driver_features & bit(VIRTIO_BLK_F_FLUSH) != 0);
+    }
+
+    /// Device reset: back to the `--write-cache` mode.
+    pub fn reset_cache_mode(&self) {
+        self.live().reset_cache_mode();
     }
 
     /// Writes complete only once durable (write-through mode).
@@ -120,19 +121,23 @@ mod tests {
     }
 
     #[test]
-    fn negotiation_sets_the_mode_a_driver_cannot_see() {
+    fn a_driver_without_flush_gets_write_through_and_a_reset_restores_the_default() {
         let d = dev(true);
         let all = d.features();
-        d.write_config(32, &[0], all).unwrap();
-        // A driver with CONFIG_WCE keeps what it reads.
-        d.features_negotiated(all);
+        // Firmware without FLUSH: write-through, and the config byte says 0.
+        d.features_negotiated(all & !bit(VIRTIO_BLK_F_FLUSH) & !bit(VIRTIO_BLK_F_CONFIG_WCE));
         assert!(d.write_through());
-        // Without CONFIG_WCE: the command line's mode if it can flush.
-        d.features_negotiated(all & !bit(VIRTIO_BLK_F_CONFIG_WCE));
+        assert_eq!(d.config_space()[WRITEBACK_OFFSET], 0);
+        // The next driver (after a reset) starts from --write-cache.
+        d.reset_cache_mode();
         assert!(!d.write_through());
-        // Without FLUSH: write-through, whatever else.
-        d.features_negotiated(all & !bit(VIRTIO_BLK_F_FLUSH));
-        assert!(d.write_through());
+        d.features_negotiated(all);
+        assert!(!d.write_through());
+        d.write_config(32, &[0], all).unwrap();
+        d.features_negotiated(all);
+        assert!(d.write_through(), "a renegotiation keeps the chosen mode");
+        d.reset_cache_mode();
+        assert!(!d.write_through());
         let off = dev(false);
         assert_eq!(off.config_space()[WRITEBACK_OFFSET], 0);
         off.features_negotiated(all & !bit(VIRTIO_BLK_F_CONFIG_WCE));

@@ -18,9 +18,12 @@ pub type ConfigNotify = Arc<dyn Fn() + Send + Sync>;
 pub struct LiveConfig {
     /// Capacity in bytes (a multiple of 512).
     capacity: AtomicU64,
-    /// The device's cache is write-back (`writeback` = 1); write-through
-    /// otherwise: every write is durable before it completes.
+    /// The cache mode chosen (`--write-cache`, then the driver's writes of
+    /// `writeback`): write-back when set.
     writeback: AtomicBool,
+    /// The driver negotiated FLUSH: without it the device is write-through
+    /// whatever was chosen.
+    flush_ok: AtomicBool,
     /// The mode set on the command line (`--write-cache`).
     initial_writeback: bool,
     /// Bumped on every change the device makes to its configuration.
@@ -34,6 +37,7 @@ impl LiveConfig {
         Arc::new(LiveConfig {
             capacity: AtomicU64::new(capacity),
             writeback: AtomicBool::new(writeback),
+            flush_ok: AtomicBool::new(true),
             initial_writeback: writeback,
             generation: AtomicU32::new(0),
             notifiers: Mutex::new(Vec::new()),
@@ -45,8 +49,11 @@ impl LiveConfig {
         self.capacity.load(Ordering::SeqCst)
     }
 
+    /// The cache is write-back now (the `writeback` byte): chosen so, and
+    /// the driver can flush. Otherwise every write must be durable before
+    /// it completes.
     pub fn writeback(&self) -> bool {
-        self.writeback.load(Ordering::SeqCst)
+        self.writeback.load(Ordering::SeqCst) && self.flush_ok.load(Ordering::SeqCst)
     }
 
     pub fn initial_writeback(&self) -> bool {
@@ -57,6 +64,19 @@ impl LiveConfig {
     /// byte). The driver made the change itself: no notification.
     pub fn set_writeback(&self, on: bool) {
         self.writeback.store(on, Ordering::SeqCst);
+    }
+
+    /// The driver did (not) negotiate FLUSH.
+    pub fn set_flush_ok(&self, on: bool) {
+        self.flush_ok.store(on, Ordering::SeqCst);
+    }
+
+    /// Device reset: the command line's mode again (as QEMU restores its
+    /// original write-cache setting at reset), until a driver says more.
+    pub fn reset_cache_mode(&self) {
+        self.writeback
+            .store(self.initial_writeback, Ordering::SeqCst);
+        self.flush_ok.store(true, Ordering::SeqCst);
     }
 
     /// The device-side configuration generation: transports add it to

@@ -233,6 +233,7 @@ impl PciFunction {
     /// client's eventfds stay: they are PCI's and vfio's.
     pub fn reset(&mut self) {
         self.config_change.set_driver_ok(false);
+        self.dev.reset_cache_mode();
         self.stop_queues();
         self.broken.store(false, Ordering::Release);
         self.status = 0;

@@ -76,6 +76,8 @@ impl Conn {
         let vrings = (0..device.num_queues())
             .map(|i| Vring::new(i, stats.clone()))
             .collect();
+        // A new front end starts from the command line's cache mode.
+        device.reset_cache_mode();
         let channel = channel::SharedChannel::default();
         let ch = channel.clone();
         let config_notifier = device

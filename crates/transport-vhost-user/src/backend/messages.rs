@@ -40,6 +40,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
     /// reinitialized."
     fn reset_device(&mut self) -> VuResult<()> {
         stats::inc(&self.device.stats().device.resets);
+        self.device.reset_cache_mode();
         self.stop_all();
         for v in &mut self.vrings {
             v.reset();
