@@ -237,3 +237,41 @@ fn a_read_only_image_is_not_resized() {
     assert!(!ok && out.contains("read-only"), "{out}");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), MIB);
 }
+
+#[test]
+fn the_control_socket_answers_requests_and_silent_clients() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let _d = start("null:1M", dir.path(), &["--write-cache", "off"]);
+    let ask = |req: Option<&str>| -> serde_json::Value {
+        let mut c = std::os::unix::net::UnixStream::connect(dir.path().join("vu.ctl")).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if let Some(r) = req {
+            c.write_all(r.as_bytes()).unwrap();
+        }
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        serde_json::from_str(s.trim()).unwrap()
+    };
+    // A client that sends nothing (older `vblk stats`) still gets the counters.
+    let v = ask(None);
+    assert!(v.get("queues").is_some(), "{v}");
+    let v = ask(Some("stats\n"));
+    assert_eq!(v["live"]["capacity"], 1 << 20);
+    assert_eq!(v["live"]["writeback"], false);
+    for bad in [
+        "resize\n",
+        "resize 1M\n",
+        "resize 4096 now\n",
+        "shrink 4096\n",
+    ] {
+        let v = ask(Some(bad));
+        assert_eq!(v["ok"], false, "{bad}: {v}");
+    }
+    let v = ask(Some("resize 4096\n"));
+    assert_eq!(
+        (v["ok"].clone(), v["new"].clone()),
+        (true.into(), 4096.into())
+    );
+    assert_eq!(ask(Some("stats\n"))["live"]["generation"], 1);
+}
