@@ -20,6 +20,7 @@ const ISR_CONFIG: u64 = 2;
 
 struct Rig {
     f: PciFunction,
+    mem: GuestMemoryMmap,
     dev: Arc<vblk_device::BlkDevice>,
     msix: Vec<Arc<CountingLine>>,
     intx: Arc<CountingLine>,
@@ -28,14 +29,20 @@ struct Rig {
 fn rig() -> Rig {
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
     let (dev, _backend) = device(DISK, 1);
-    let f = PciFunction::new(dev.clone(), GuestMemoryAtomic::new(mem)).unwrap();
+    let f = PciFunction::new(dev.clone(), GuestMemoryAtomic::new(mem.clone())).unwrap();
     let msix: Vec<Arc<CountingLine>> = (0..2).map(|_| Arc::new(CountingLine::default())).collect();
     for (i, l) in msix.iter().enumerate() {
         f.irq().set_msix_line(i, Some(l.clone() as Arc<dyn Line>));
     }
     let intx = Arc::new(CountingLine::default());
     f.irq().set_intx_line(Some(intx.clone() as Arc<dyn Line>));
-    Rig { f, dev, msix, intx }
+    Rig {
+        f,
+        mem,
+        dev,
+        msix,
+        intx,
+    }
 }
 
 fn ring() -> Ring {
@@ -157,4 +164,28 @@ fn writeback_is_read_only_without_config_wce() {
     r.f.bar_wr(MODERN_BAR, DEVICE_OFFSET + 32, 1, 0);
     assert!(!r.dev.write_through());
     assert_eq!(counter(&r.dev, "bad_register_writes"), bad + 1);
+}
+
+#[test]
+fn requests_past_the_new_end_fail_after_a_shrink_and_pass_after_a_grow() {
+    let mut r = rig();
+    let mut ring = ring();
+    let notify = modern_probe(&mut r.f, &ring, true);
+    let mut run = |r: &mut Rig, ring: &mut Ring, kind: u32, sector: u64| {
+        let (_, st) = ring.request(&r.mem, kind, sector, &[0x42; 512]);
+        r.f.bar_wr(MODERN_BAR, notify, 2, 0);
+        wait_status(&r.mem, st)
+    };
+    let last = DISK / 512 - 1;
+    assert_eq!(run(&mut r, &mut ring, VIRTIO_BLK_T_OUT, last), 0);
+    r.dev.resize(DISK / 2, false).unwrap();
+    assert_eq!(run(&mut r, &mut ring, VIRTIO_BLK_T_OUT, last), 1, "IOERR");
+    assert_eq!(
+        run(&mut r, &mut ring, VIRTIO_BLK_T_IN, DISK / 1024),
+        1,
+        "IOERR"
+    );
+    assert_eq!(run(&mut r, &mut ring, VIRTIO_BLK_T_IN, DISK / 1024 - 1), 0);
+    r.dev.resize(DISK, false).unwrap();
+    assert_eq!(run(&mut r, &mut ring, VIRTIO_BLK_T_IN, last), 0);
 }
