@@ -171,7 +171,7 @@ fn requests_past_the_new_end_fail_after_a_shrink_and_pass_after_a_grow() {
     let mut r = rig();
     let mut ring = ring();
     let notify = modern_probe(&mut r.f, &ring, true);
-    let mut run = |r: &mut Rig, ring: &mut Ring, kind: u32, sector: u64| {
+    let run = |r: &mut Rig, ring: &mut Ring, kind: u32, sector: u64| {
         let (_, st) = ring.request(&r.mem, kind, sector, &[0x42; 512]);
         r.f.bar_wr(MODERN_BAR, notify, 2, 0);
         wait_status(&r.mem, st)
