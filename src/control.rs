@@ -14,10 +14,12 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Args;
+use vblk_backend::parse_size;
 use vblk_device::BlkDevice;
 
 /// How long the daemon waits for a request line before it answers with
@@ -119,16 +121,68 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<serde_jso
     serde_json::from_str(s.trim()).map_err(|e| format!("{name}: bad answer: {e}"))
 }
 
+#[derive(Args)]
+pub struct StatsArgs {
+    /// The daemon's control socket (`vblk serve --control`).
+    #[arg(long, value_name = "SOCKET")]
+    socket: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// Print the Prometheus text exposition format instead of a table.
+    #[arg(long)]
+    prometheus: bool,
+}
+
+/// `vblk stats`.
+pub fn stats(a: StatsArgs) -> Result<(), String> {
+    let v = request(&a.socket, "stats", Duration::from_secs(5))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if a.prometheus {
+        print!("{}", vblk_device::stats::render_prometheus(&v));
+    } else {
+        if let Some(l) = v.get("live") {
+            let n = |k: &str| l.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            let wb = l.get("writeback").and_then(|x| x.as_bool()) == Some(true);
+            println!(
+                "capacity {} bytes ({} sectors), write cache {}, config generation {}",
+                n("capacity"),
+                n("capacity") / 512,
+                if wb { "write-back" } else { "write-through" },
+                n("generation")
+            );
+        }
+        print!("{}", vblk_device::stats::render_table(&v));
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ResizeArgs {
+    /// The daemon's control socket (`vblk serve --control`).
+    #[arg(long, value_name = "SOCKET")]
+    socket: PathBuf,
+    /// The new size (e.g. 2G, 512M, or bytes; a multiple of the logical block size).
+    size: String,
+    /// Also grow or shrink the image file (shrinking loses the data past
+    /// the new end). Without it the file is never changed: the export
+    /// shrinks, or grows up to what the file (or block device) holds.
+    #[arg(long)]
+    resize_file: bool,
+}
+
 /// `vblk resize`: ask the daemon, print what it did.
-pub fn resize(socket: &Path, size: u64, resize_file: bool) -> Result<(), String> {
-    let line = if resize_file {
+pub fn resize(a: ResizeArgs) -> Result<(), String> {
+    let size = parse_size(&a.size).map_err(|e| format!("SIZE: {e}"))?;
+    let line = if a.resize_file {
         format!("resize {size} resize-file")
     } else {
         format!("resize {size}")
     };
     // A resize that shrinks the file waits for in-flight I/O (up to 10 s),
     // and each front end acknowledges the notification.
-    let v = request(socket, &line, Duration::from_secs(60))?;
+    let v = request(&a.socket, &line, Duration::from_secs(60))?;
     if v.get("ok").and_then(|b| b.as_bool()) == Some(true) {
         let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
         println!(
@@ -136,7 +190,11 @@ pub fn resize(socket: &Path, size: u64, resize_file: bool) -> Result<(), String>
             n("old"),
             n("new"),
             n("new") / 512,
-            if resize_file { ", image file too" } else { "" }
+            if a.resize_file {
+                ", image file too"
+            } else {
+                ""
+            }
         );
         Ok(())
     } else {

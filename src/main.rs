@@ -37,9 +37,9 @@ enum Command {
     /// Serve a disk image as a virtio-blk device.
     Serve(ServeArgs),
     /// Print the counters of a running `vblk serve --control SOCKET`.
-    Stats(StatsArgs),
+    Stats(control::StatsArgs),
     /// Grow or shrink a running export (`vblk serve --control SOCKET`); the guest is notified.
-    Resize(ResizeArgs),
+    Resize(control::ResizeArgs),
     /// Benchmark vblk against qemu-storage-daemon over vhost-user-blk (host side, libblkio).
     Bench(vblk_bench::BenchArgs),
     /// Hostile vhost-user messages and rings against any vhost-user-blk back end, each followed by an integrity probe.
@@ -159,33 +159,6 @@ struct ServeArgs {
     /// `dmesg` / `journalctl -k` / `ausearch -m SECCOMP`).
     #[arg(long, value_enum, default_value_t = Seccomp::Kill)]
     seccomp: Seccomp,
-}
-
-#[derive(Args)]
-struct StatsArgs {
-    /// The daemon's control socket (`vblk serve --control`).
-    #[arg(long, value_name = "SOCKET")]
-    socket: PathBuf,
-    /// Print JSON instead of a table.
-    #[arg(long, conflicts_with = "prometheus")]
-    json: bool,
-    /// Print the Prometheus text exposition format instead of a table.
-    #[arg(long)]
-    prometheus: bool,
-}
-
-#[derive(Args)]
-struct ResizeArgs {
-    /// The daemon's control socket (`vblk serve --control`).
-    #[arg(long, value_name = "SOCKET")]
-    socket: PathBuf,
-    /// The new size (e.g. 2G, 512M, or bytes; a multiple of the logical block size).
-    size: String,
-    /// Also grow or shrink the image file (shrinking loses the data past
-    /// the new end). Without it the file is never changed: the export
-    /// shrinks, or grows up to what the file (or block device) holds.
-    #[arg(long)]
-    resize_file: bool,
 }
 
 /// Default largest virtqueue over vhost-user: front ends choose the size
@@ -449,34 +422,6 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     result
 }
 
-fn stats(a: StatsArgs) -> Result<(), String> {
-    let v = control::request(&a.socket, "stats", Duration::from_secs(5))?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else if a.prometheus {
-        print!("{}", vblk_device::stats::render_prometheus(&v));
-    } else {
-        if let Some(l) = v.get("live") {
-            let n = |k: &str| l.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
-            let wb = l.get("writeback").and_then(|x| x.as_bool()) == Some(true);
-            println!(
-                "capacity {} bytes ({} sectors), write cache {}, config generation {}",
-                n("capacity"),
-                n("capacity") / 512,
-                if wb { "write-back" } else { "write-through" },
-                n("generation")
-            );
-        }
-        print!("{}", vblk_device::stats::render_table(&v));
-    }
-    Ok(())
-}
-
-fn resize(a: ResizeArgs) -> Result<(), String> {
-    let size = parse_size(&a.size).map_err(|e| format!("SIZE: {e}"))?;
-    control::resize(&a.socket, size, a.resize_file)
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
@@ -484,8 +429,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Command::Serve(a) => serve(a),
-        Command::Stats(a) => stats(a),
-        Command::Resize(a) => resize(a),
+        Command::Stats(a) => control::stats(a),
+        Command::Resize(a) => control::resize(a),
         Command::Bench(a) => vblk_bench::main(a),
         Command::Torture(a) => vblk_torture::cli(a),
     };
