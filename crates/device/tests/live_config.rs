@@ -134,3 +134,45 @@ fn writes_in_write_through_mode_reach_the_engine_as_force_unit_access() {
     assert_eq!(writes(&seen), vec![false]);
     r.runners.stop(0);
 }
+
+#[test]
+fn shrinking_the_file_waits_for_the_io_planned_under_the_old_size() {
+    use std::time::{Duration, Instant};
+    use vblk_backend::testing::{Outcome, ScriptedBackend};
+    let backend = ScriptedBackend::new(DISK);
+    // A write near the end that the storage holds for 300 ms.
+    backend.set_script(|_, off, _| {
+        if off >= DISK / 2 {
+            Outcome::after(Duration::from_millis(300))
+        } else {
+            Outcome::NOW
+        }
+    });
+    let mut r = Rig::with_backend(backend, RunnerOptions::default());
+    r.runners.start(0, r.setup(None, vec![])).unwrap();
+    let (head, status, _) = r.request(T_OUT, SECTORS - 1, 3);
+    r.publish(head);
+    r.kick.write(1).unwrap();
+    let t = Instant::now();
+    while r.backend.in_kernel() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The scripted storage cannot be resized: the shrink fails after the
+    // wait, and the export is back at its old size.
+    let e = r.dev.resize(DISK / 2, true).unwrap_err();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.backend.in_kernel(), 0, "the old write finished first");
+    assert!(
+        e.contains("cannot be resized") && e.contains("back at"),
+        "{e}"
+    );
+    assert_eq!(r.dev.live().capacity(), DISK);
+    r.wait_used(1);
+    assert_eq!(r.status(status), OK);
+    r.runners.stop(0);
+}
