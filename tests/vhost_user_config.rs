@@ -338,3 +338,45 @@ fn hostile_backend_channels_are_refused_and_the_daemon_keeps_serving() {
     assert_eq!(d.capacity(), Some(3 * MIB));
     assert_eq!(status(&mut d, &Request::read(3 * MIB / 512 - 1, 512)), OK);
 }
+
+/// A front end that comes back with a previous daemon's inflight buffer
+/// (SET_INFLIGHT_FD without GET_INFLIGHT_FD: QEMU reconnecting to a
+/// restarted daemon) may have a guest in write-through mode, which QEMU
+/// does not replay: the daemon goes write-through. A front end that got
+/// its buffer from this daemon keeps the configured mode.
+#[test]
+fn a_reconnected_front_end_gets_write_through_until_its_guest_says() {
+    use vhost::vhost_user::message::VhostUserInflight;
+    let dir = tempfile::tempdir().unwrap();
+    let _d = start("null:1M", dir.path(), &[]);
+    let sock = dir.path().join("vu.sock");
+    let wb = |d: &Driver| {
+        let (_, b) = d
+            .fe()
+            .get_config(32, 1, VhostUserConfigFlags::WRITABLE, &[0])
+            .unwrap();
+        b[0]
+    };
+    let ask = VhostUserInflight {
+        mmap_size: 0,
+        mmap_offset: 0,
+        num_queues: 1,
+        queue_size: 128,
+    };
+    // First connection: GET then SET, as QEMU does at the first start.
+    let d = Driver::negotiate(&sock, opts()).unwrap();
+    let (info, file) = d.fe().get_inflight_fd(&ask).unwrap();
+    d.fe().set_inflight_fd(&info, file.as_raw_fd()).unwrap();
+    assert_eq!(wb(&d), 1, "write-back as configured");
+    drop(d);
+    // The "restarted daemon" sees the old buffer come back.
+    let d = Driver::negotiate(&sock, opts()).unwrap();
+    assert_eq!(wb(&d), 1);
+    d.fe().set_inflight_fd(&info, file.as_raw_fd()).unwrap();
+    assert_eq!(wb(&d), 0, "write-through after a reconnect");
+    // The guest's driver can choose again.
+    d.fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[1])
+        .unwrap();
+    assert_eq!(wb(&d), 1);
+}

@@ -61,6 +61,9 @@ pub struct Conn {
     /// configuration change notifications (online resize).
     channel: channel::SharedChannel,
     _config_notifier: vblk_device::NotifierHandle,
+    /// GET_INFLIGHT_FD was answered on this connection (a SET_INFLIGHT_FD
+    /// without it carries a previous daemon's buffer: a reconnect).
+    inflight_from_us: bool,
 }
 
 type Res<T> = Result<T, String>;
@@ -86,6 +89,7 @@ impl Conn {
         Ok(Conn {
             channel,
             _config_notifier: config_notifier,
+            inflight_from_us: false,
             runners,
             device,
             mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),

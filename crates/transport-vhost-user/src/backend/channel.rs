@@ -103,6 +103,19 @@ impl BackendChannel {
     }
 }
 
+/// A front end reconnected with a previous daemon's inflight buffer (a
+/// running guest whose back end was restarted). Its driver may have chosen
+/// write-through, and QEMU does not replay SET_CONFIG on a reconnect: the
+/// mode is unknown, so the safe one holds until the driver writes
+/// `writeback` again. ("Nothing lost": a write acknowledged in
+/// write-through mode must be durable.)
+pub fn reconnected(device: &vblk_device::BlkDevice) {
+    if device.live().writeback() {
+        log::warn!("vhost-user: a front end reconnected; its guest's cache mode is unknown: write-through until the guest sets it");
+    }
+    device.live().set_writeback(false);
+}
+
 /// Notify through `channel`, if the front end gave one. A channel that
 /// fails is dropped (the front end is gone or broken).
 pub fn notify(channel: &SharedChannel) {

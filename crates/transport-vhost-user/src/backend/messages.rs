@@ -362,6 +362,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
                 Err(e) => return self.fatal("GET_INFLIGHT_FD", e),
             }
         }
+        self.inflight_from_us = true;
         log::debug!(
             "inflight buffer: {nq} queue(s) of {qs}, {} bytes",
             a.mmap_size
@@ -392,6 +393,9 @@ impl VhostUserBackendReqHandlerMut for Conn {
                     msg.num_queues,
                     msg.queue_size
                 );
+                if !self.inflight_from_us {
+                    super::channel::reconnected(&self.device);
+                }
                 self.inflight = Some(r);
                 // `file` closes here; the mapping stays.
                 Ok(())
