@@ -29,10 +29,17 @@
 #           proves they reached the disk. The deterministic proof that every
 #           write-through write is FUA is host-side
 #           (crates/device/tests/live_config.rs).
+# wce-reconnect - vhost-user with QEMU's reconnect=1: the guest chooses
+#           write-through, the host SIGKILLs vblk and starts a new one
+#           (--write-cache on) on the socket; QEMU reconnects but does not
+#           replay the guest's choice, so the new daemon must go
+#           write-through by itself (it sees the old inflight buffer come
+#           back); the guest's next write (O_DIRECT, no flush) must leave no
+#           dirty page in the host page cache when vblk is SIGKILLed again.
 #
 # Environment:
 #   VBLK=PATH             the vblk binary (default target/release/vblk)
-#   VBLK_CONFIG_CASES="resize:vhost-user resize:modern resize:legacy resize:intx wce:vhost-user wce:modern"
+#   VBLK_CONFIG_CASES="resize:vhost-user resize:modern resize:legacy resize:intx wce:vhost-user wce:modern wce-reconnect:vhost-user"
 #   VBLK_E2E_KEEP=1       keep the work directory even on success
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -55,7 +62,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-CASES=${VBLK_CONFIG_CASES:-resize:vhost-user resize:modern resize:legacy resize:intx wce:vhost-user wce:modern}
+CASES=${VBLK_CONFIG_CASES:-resize:vhost-user resize:modern resize:legacy resize:intx wce:vhost-user wce:modern wce-reconnect:vhost-user}
 MIB=$((1 << 20))
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -194,6 +201,25 @@ PY
         [ "$wt_dirty" = 0 ] || [ "$wt_dirty" = "?" ] || die "the write-through block has $wt_dirty dirty pages: it was not written durably"
         [ "$wt_dirty" = "?" ] && echo "   host: (no cachestat on this kernel: durability not checked from the page cache)"
         [ "$wb_dirty" = 0 ] && echo "   host: (the write-back block was written back already; the contrast is not shown this time)"
+        ;;
+    wce-reconnect)
+        serve "$transport"
+        guest wce-reconnect --reconnect
+        await WCE-THROUGH
+        PHASE="restart ($tag)"
+        kill -KILL "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+        python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.pwrite(fd, b'vblk-restarted', 4096 * 512); os.fsync(fd)" "$W/$tag.img"
+        serve "$transport"
+        await WCE-WRITTEN
+        PHASE="SIGKILL ($tag)"
+        kill -KILL "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+        wt_dirty=$(dirty "$W/$tag.img" $((8192 * 512)) 65536)
+        guest_done
+        PHASE="the host's checks ($tag)"
+        check_pattern "$W/$tag.img" $((8192 * 512)) 65536
+        grep -q "reconnected; its guest's cache mode is unknown" "$LOGF" || die "the restarted vblk did not switch to write-through"
+        echo "   host: the restarted vblk went write-through (the guest's choice is not replayed by QEMU); after SIGKILL the block written after the restart has $wt_dirty dirty pages"
+        [ "$wt_dirty" = 0 ] || [ "$wt_dirty" = "?" ] || die "the write after the restart has $wt_dirty dirty pages: it was not written durably"
         ;;
     esac
     echo "   $tag: $(since "$t0")"

@@ -295,6 +295,31 @@ wce)
     say "WCE-WRITTEN"
     say "PASS wce"
     ;;
+wce-reconnect)
+    # The write cache across a daemon restart (vhost-user, QEMU reconnect=1):
+    # the guest chooses write-through and prints WCE-THROUGH; the host kills
+    # vblk, writes "vblk-restarted" at sector 4096 of the image and starts a
+    # new vblk (--write-cache on) on the same socket. The guest polls that
+    # sector until it reads the marker (through the new daemon), then
+    # writes 64 KiB at sector 8192 with O_DIRECT and no flush and prints
+    # WCE-WRITTEN; the host SIGKILLs vblk again and checks that block has
+    # no dirty page in the host page cache (e2e-config.sh).
+    ct() { cat /sys/block/vda/cache_type; }
+    echo "write through" >/sys/block/vda/cache_type || fail "writing cache_type"
+    [ "$(ct)" = "write through" ] || fail "cache_type is '$(ct)'"
+    say "WCE-THROUGH"
+    i=0
+    until [ "$(dd if=/dev/vda bs=512 skip=4096 count=1 iflag=direct 2>/dev/null | head -c 14)" = "vblk-restarted" ]; do
+        [ $i -ge 600 ] && fail "no restart marker at sector 4096 after 120 s"
+        sleep 0.2; i=$((i + 1))
+    done
+    [ "$(ct)" = "write through" ] || fail "cache_type is '$(ct)' after the restart"
+    pattern $((8192 * 512)) 65536 >/tmp/p
+    dd if=/tmp/p of=/dev/vda bs=65536 seek=64 oflag=direct 2>/dev/null || fail "write-through write after the restart"
+    dmesg_check
+    say "WCE-WRITTEN"
+    say "PASS wce-reconnect"
+    ;;
 bench)
     # Relative guest-side figures only: under TCG absolute numbers mean little.
     up() { cut -d' ' -f1 /proc/uptime; }
