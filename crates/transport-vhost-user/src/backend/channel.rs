@@ -166,8 +166,10 @@ pub fn take_set_backend_req_fd(
         // The library refuses it as for any message not negotiated.
         return Ok(false);
     }
-    let (fds, got) = recv_with_fds(fd)?;
-    if got != HEADER {
+    let mut read = [0u8; HEADER];
+    let (fds, got) = recv_with_fds(fd, &mut read)?;
+    if got != HEADER || read != h {
+        // Only this thread reads the socket: what was peeked is what comes.
         return Err(vhost::vhost_user::Error::PartialMessage);
     }
     let size = size as usize;
@@ -256,8 +258,10 @@ fn install(mut fds: Vec<OwnedFd>, reply_ack: bool) -> Result<BackendChannel, Str
 }
 
 /// Read one header with its fds (ancillary data).
-fn recv_with_fds(fd: RawFd) -> Result<(Vec<OwnedFd>, usize), vhost::vhost_user::Error> {
-    let mut buf = [0u8; HEADER];
+fn recv_with_fds(
+    fd: RawFd,
+    buf: &mut [u8; HEADER],
+) -> Result<(Vec<OwnedFd>, usize), vhost::vhost_user::Error> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: HEADER,
@@ -288,7 +292,7 @@ fn recv_with_fds(fd: RawFd) -> Result<(Vec<OwnedFd>, usize), vhost::vhost_user::
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
-                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                 for i in 0..bytes / std::mem::size_of::<libc::c_int>() {
                     let raw = std::ptr::read_unaligned(data.add(i));
                     if raw >= 0 {
