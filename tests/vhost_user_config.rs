@@ -168,6 +168,15 @@ fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
         assert!(!ok && out.contains("multiple"), "{bad}: {out}");
     }
     assert_eq!(changes.load(Ordering::SeqCst), 3);
+    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+        .args(["stats", "--json", "--socket"])
+        .arg(dir.path().join("vu.ctl"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["device"]["resizes"], 3);
+    assert_eq!(v["device"]["backend_channel_notifications"], 3);
+    assert_eq!(v["live"]["capacity"], 1536 << 10);
 }
 
 #[test]

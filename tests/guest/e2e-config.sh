@@ -187,12 +187,23 @@ PY
         serve "$transport"
         guest wce
         await WCE-WRITTEN
+        "$VBLK" stats --socket "$CTL" --json >"$W/stats-$tag.json"
         PHASE="SIGKILL ($tag)"
         kill -KILL "$PID"
         wait "$PID" 2>/dev/null || true
         PID=""
         wt_dirty=$(dirty "$W/$tag.img" $((8192 * 512)) 65536)
         wb_dirty=$(dirty "$W/$tag.img" $((2048 * 512)) 65536)
+        python3 - "$W/stats-$tag.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+fua = sum(q["fua_writes"] for q in s["queues"])
+changes = s["device"]["cache_mode_changes"]
+assert changes == 3, "cache_mode_changes = %d, want 3 (the guest's three switches)" % changes
+assert fua >= 1, "no write-through write reached vblk as FUA"
+assert s["live"]["writeback"] is False, "vblk is not in write-through mode"
+print("   host: vblk counters: 3 cache-mode switches, %d FUA write(s), write-through now" % fua)
+PY
         guest_done
         PHASE="the host's checks ($tag)"
         check_pattern "$W/$tag.img" $((2048 * 512)) 65536

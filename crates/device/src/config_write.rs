@@ -45,6 +45,7 @@ impl BlkDevice {
         let before = live.writeback();
         live.set_writeback(writeback);
         if live.writeback() != before {
+            crate::stats::inc(&self.stats().device.cache_mode_changes);
             log::info!(
                 "the driver switched the cache to {}",
                 if live.writeback() {

@@ -203,6 +203,9 @@ impl Planner<'_> {
                     token: 0,
                     fua: !read && self.write_through,
                 });
+                if !read && self.write_through {
+                    inc(&s.fua_writes);
+                }
             }
             Request::Flush => ops.push(IoRequest {
                 op: IoOp::Flush,
@@ -236,6 +239,9 @@ impl Planner<'_> {
                     match Segment::parse(&b).check(discard, self.limits) {
                         Ok((offset, len)) => {
                             let fua = !discard && self.write_through;
+                            if fua {
+                                inc(&s.fua_writes);
+                            }
                             pieces(op, offset, len, fua, ops)
                         }
                         Err(Reject { status, .. }) => return answer(status, 1),

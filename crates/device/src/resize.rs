@@ -56,6 +56,7 @@ impl BlkDevice {
                 .map_err(|e| e.to_string())?;
             live.set_capacity(size);
         }
+        crate::stats::inc(&self.stats().device.resizes);
         log::info!(
             "resized from {old} to {size} bytes ({} sectors){}",
             size / 512,

@@ -128,6 +128,7 @@ fn writes_in_write_through_mode_reach_the_engine_as_force_unit_access() {
         seen.lock().unwrap().iter().all(|x| !x.3),
         "reads are never FUA"
     );
+    assert_eq!(r.dev_stat("fua_writes"), 3);
     // Back to write-back.
     r.dev.write_config(32, &[1], features).unwrap();
     assert_eq!(run(&mut r, T_OUT, 24, &mut n), OK);

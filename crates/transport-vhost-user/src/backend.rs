@@ -83,9 +83,10 @@ impl Conn {
         device.reset_cache_mode();
         let channel = channel::SharedChannel::default();
         let ch = channel.clone();
+        let st = device.stats().clone();
         let config_notifier = device
             .live()
-            .on_change(Arc::new(move || channel::notify(&ch)));
+            .on_change(Arc::new(move || channel::notify(&ch, &st)));
         Ok(Conn {
             channel,
             _config_notifier: config_notifier,

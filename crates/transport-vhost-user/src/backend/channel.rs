@@ -118,14 +118,17 @@ pub fn reconnected(device: &vblk_device::BlkDevice) {
 
 /// Notify through `channel`, if the front end gave one. A channel that
 /// fails is dropped (the front end is gone or broken).
-pub fn notify(channel: &SharedChannel) {
+pub fn notify(channel: &SharedChannel, stats: &vblk_device::Stats) {
     let mut slot = channel.lock().unwrap_or_else(|e| e.into_inner());
     let Some(ch) = slot.as_mut() else {
         log::info!("vhost-user: configuration changed; the front end has no back-end channel to be told on");
         return;
     };
     match ch.config_changed() {
-        Ok(()) => log::info!("vhost-user: front end notified of the configuration change"),
+        Ok(()) => {
+            vblk_device::stats::inc(&stats.device.backend_channel_notifications);
+            log::info!("vhost-user: front end notified of the configuration change")
+        }
         Err(e) => {
             log::warn!("vhost-user: back-end channel: {e}; dropped");
             *slot = None;
