@@ -25,6 +25,7 @@ use vblk_request::{Limits, RequestType, ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK
 use vm_memory::{GuestAddress, GuestMemory};
 
 use crate::inflight::{Table, Token};
+use crate::live::LiveConfig;
 use crate::merge::{merge, MERGE_MAX_BYTES};
 use crate::plan::{write_status, Pending, Plan, Planner};
 use crate::stats::{add, inc, QueueStats, Stats};
@@ -108,6 +109,11 @@ pub struct QueueWorker {
     submit_failed: bool,
     /// The ring is packed (`crate::ring`); `None`: split.
     pub(crate) packed: Option<vblk_queue::packed::PackedRing>,
+    /// Capacity and cache mode as they change (resize, CONFIG_WCE); read
+    /// for every chain planned.
+    live: Option<Arc<LiveConfig>>,
+    /// Writes of the chain being planned must be durable when they complete.
+    write_through: bool,
 }
 
 impl QueueWorker {
@@ -139,6 +145,21 @@ impl QueueWorker {
             cancel_after: CANCEL_AFTER,
             submit_failed: false,
             packed: None,
+            live: None,
+            write_through: false,
+        }
+    }
+
+    /// Follow `live` (capacity and write-cache mode) from the next chain on.
+    pub fn set_live(&mut self, live: Option<Arc<LiveConfig>>) {
+        self.live = live;
+    }
+
+    /// Take the current capacity and cache mode for the next chain.
+    fn refresh_live(&mut self) {
+        if let Some(l) = &self.live {
+            self.limits.capacity = l.capacity();
+            self.write_through = !l.writeback();
         }
     }
 
@@ -334,6 +355,7 @@ impl QueueWorker {
         mem: &M,
         chain: &Chain,
     ) -> Result<(), QueueError> {
+        self.refresh_live();
         let stats = self.stats.clone();
         let first = self.planned.len();
         let plan = Planner {
@@ -341,6 +363,7 @@ impl QueueWorker {
             limits: &self.limits,
             serial: &self.serial,
             stats: stats.queue(usize::from(self.index)),
+            write_through: self.write_through,
         }
         .plan(chain, mem, &mut self.planned);
         match plan {
