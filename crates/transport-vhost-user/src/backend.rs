@@ -257,7 +257,7 @@ impl Conn {
         if packed {
             // Both positions come from SET_VRING_BASE; the worker checks
             // them against the ring size when it attaches.
-            vblk_device::set_packed_base(&mut q, base);
+            vblk_device::set_packed_base(&mut q, self.packed_start_base(base));
             if self.inflight.is_some() {
                 log::info!(
                     "queue {i}: packed ring: the inflight region is not used (requests in flight at a crash are not resubmitted)"

@@ -41,6 +41,20 @@ impl Conn {
         }
     }
 
+    /// The positions a packed ring starts at. A front end that sends only
+    /// the avail half (bits 16–31 zero, as older vhost-user documents
+    /// describe) gets the used position equal to it: a ring starts with
+    /// nothing in flight (fresh, or after GET_VRING_BASE waited for every
+    /// request), and a real used position of slot 0 in lap 0 with the avail
+    /// half also 0 gives the same value.
+    pub(super) fn packed_start_base(&self, base: u32) -> u32 {
+        if base >> 16 == 0 {
+            base | (base << 16)
+        } else {
+            base
+        }
+    }
+
     /// Check a SET_VRING_BASE value for the negotiated layout.
     pub(super) fn check_base(&self, base: u32) -> Result<(), String> {
         if self.packed() {
