@@ -6,7 +6,8 @@
 //! * SET_VRING_BASE / GET_VRING_BASE (vhost-user.rst, "Vring descriptor
 //!   indices for packed virtqueues"): bits 0–14 the last avail index,
 //!   bit 15 its wrap counter, bits 16–30 the last used index, bit 31 its
-//!   wrap counter. QEMU (7.2 and later) sends and expects all 32 bits.
+//!   wrap counter. QEMU (7.2 and later) sends and expects all 32 bits; a
+//!   front end that sends only the avail half starts with used = avail.
 //! * The inflight region (INFLIGHT_SHMFD) has a packed layout of its own
 //!   that vblk does not implement: for a packed ring the region is left
 //!   alone (nothing logged, nothing resubmitted). After a crash, requests
