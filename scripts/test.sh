@@ -87,6 +87,10 @@ if [ "${VBLK_SKIP_GUEST:-0}" != 1 ]; then
         step "real guest over vfio-user (QEMU 11): modern/MSI-X, legacy, INTx"
         "$ROOT/tests/guest/e2e-vfio-user.sh"
     fi
+    step "online resize (vhost-user; vfio-user modern/legacy/INTx) and the write cache (toggle, SIGKILL, durability)"
+    "$ROOT/tests/guest/e2e-config.sh"
+    step "packed virtqueues: vhost-user-blk-pci,packed=on (QEMU 7.2) with fio verify; vfio-user modern packed, and split with --no-packed-rings (QEMU 11)"
+    "$ROOT/tests/guest/e2e-packed.sh"
     step "NBD: qcow2 via qemu-nbd over TCP (vhost-user), raw over UNIX (vfio-user), qemu-nbd restarted during a boot"
     "$ROOT/tests/guest/e2e-nbd.sh"
 fi

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vblk_interrupt::Interrupt;
-use vblk_queue::{Queue, QueueT};
+use vblk_queue::Queue;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
@@ -104,6 +104,9 @@ pub struct RingSetup {
     pub inflight: Option<Box<dyn InflightLog>>,
     /// Heads to execute before anything from the avail ring (recovery).
     pub resubmit: Vec<u16>,
+    /// `VIRTIO_F_RING_PACKED` was negotiated: `queue` describes a packed
+    /// ring (see `crate::ring`).
+    pub packed: bool,
 }
 
 /// What [`Runners::stop`] hands back.
@@ -299,6 +302,14 @@ impl Runners {
         }
     }
 
+    /// Kick every queue: after the memory table grew, a ring that waited
+    /// for its memory is served.
+    pub fn kick_all(&self) {
+        for (_, k) in &self.queues {
+            let _ = k.write(1);
+        }
+    }
+
     /// The eventfd behind [`Runners::kick`] for queue `index` (a transport
     /// can hand it to the client as an ioeventfd).
     pub fn kick_fd(&self, index: u16) -> Option<Arc<EventFd>> {
@@ -335,6 +346,9 @@ struct Active {
     irq: Arc<dyn Interrupt>,
     on_broken: Box<dyn Fn(&QueueError) + Send>,
     broken: bool,
+    /// The ring's memory is not in the memory table now: it is served
+    /// again once the transport kicks after a new mapping.
+    unmapped: bool,
     /// Process-wide contained guest-memory faults when the ring started.
     faults: u64,
 }
@@ -520,6 +534,16 @@ impl RunnerThread {
                             break;
                         }
                     }
+                    // A ring that waited for its memory may have it now.
+                    for slot in 0..self.queues.len() {
+                        if self.queues[slot]
+                            .active
+                            .as_ref()
+                            .is_some_and(|a| a.unmapped)
+                        {
+                            self.serve(slot);
+                        }
+                    }
                 }
                 Cmd::Settle(ack) => self.settles.push(ack),
                 Cmd::Exit => {
@@ -545,6 +569,7 @@ impl RunnerThread {
             on_broken,
             inflight,
             resubmit,
+            packed,
         } = ring;
         if let Some(k) = &kick {
             self.epoll.ctl(
@@ -554,7 +579,7 @@ impl RunnerThread {
             )?;
         }
         let q = &mut self.queues[slot];
-        q.worker.attach(&queue);
+        let attached = q.worker.attach_ring(&queue, packed);
         q.worker.set_inflight_log(inflight);
         q.poll_window = self.opts.poll;
         let snapshot = mem.memory().into_inner();
@@ -566,8 +591,13 @@ impl RunnerThread {
             irq,
             on_broken,
             broken: false,
+            unmapped: false,
             faults: vblk_memory::contained_faults(),
         });
+        if let Err(e) = attached {
+            self.broken(slot, e);
+            return Ok(());
+        }
         if let (false, Some(a)) = (resubmit.is_empty(), q.active.as_mut()) {
             log::info!(
                 "queue {index}: resubmitting {} requests that were in flight",
@@ -652,6 +682,17 @@ impl RunnerThread {
             a.mem = a.atomic.memory().into_inner();
         }
         let mem = a.mem.clone();
+        if !q.worker.ring_in_memory(&a.queue, &*mem) {
+            if !a.unmapped {
+                log::info!(
+                    "queue {}: its ring is not in guest memory now; waiting until it is mapped again",
+                    q.worker.index()
+                );
+            }
+            a.unmapped = true;
+            return false;
+        }
+        a.unmapped = false;
         q.worker.retry_submit();
         let mut result = Ok(false);
         // The first round of a wake-up is small, so that its completions
@@ -661,10 +702,7 @@ impl RunnerThread {
         let mut batch = FIRST_ROUND.min(max_batch);
         for _ in 0..max_rounds {
             let r = (|| -> Result<bool, QueueError> {
-                let qi = q.worker.index();
-                a.queue
-                    .disable_notification(&*mem)
-                    .map_err(|e| QueueError::Ring(qi, e))?;
+                q.worker.set_notification(&mut a.queue, &*mem, false)?;
                 let popped = q.worker.pop_and_submit(&mut a.queue, &*mem, batch)?;
                 q.worker.reap(&mut a.queue, &*mem, 0)?;
                 q.worker.publish(&mut a.queue, &*mem, &*a.irq)?;
@@ -672,9 +710,7 @@ impl RunnerThread {
                     return Ok(true);
                 }
                 // Re-enable kicks; chains that raced in mean another round.
-                a.queue
-                    .enable_notification(&*mem)
-                    .map_err(|e| QueueError::Ring(qi, e))
+                q.worker.set_notification(&mut a.queue, &*mem, true)
             })();
             batch = (batch * 2).min(max_batch);
             match r {
@@ -722,7 +758,7 @@ impl RunnerThread {
         // notification (a syscall) for every request found by polling.
         for q in &mut self.queues {
             if let Some(a) = q.active.as_mut().filter(|a| !a.broken) {
-                let _ = a.queue.disable_notification(&*a.mem);
+                let _ = q.worker.set_notification(&mut a.queue, &*a.mem, false);
             }
         }
         let deadline = Instant::now() + window;
@@ -733,7 +769,7 @@ impl RunnerThread {
                 if a.broken {
                     continue;
                 }
-                let pending = vblk_queue::has_pending(&a.queue, &*a.mem).unwrap_or(false);
+                let pending = q.worker.has_pending(&a.queue, &*a.mem);
                 let done = q.worker.in_flight() > 0
                     && q.worker.reap(&mut a.queue, &*a.mem, 0).unwrap_or(0) > 0;
                 if done {
@@ -759,7 +795,10 @@ impl RunnerThread {
             // Kicks back on before sleeping; chains that raced in are work.
             for q in &mut self.queues {
                 if let Some(a) = q.active.as_mut().filter(|a| !a.broken) {
-                    found |= a.queue.enable_notification(&*a.mem).unwrap_or(true);
+                    found |= q
+                        .worker
+                        .set_notification(&mut a.queue, &*a.mem, true)
+                        .unwrap_or(true);
                 }
             }
         }

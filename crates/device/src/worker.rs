@@ -25,6 +25,7 @@ use vblk_request::{Limits, RequestType, ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK
 use vm_memory::{GuestAddress, GuestMemory};
 
 use crate::inflight::{Table, Token};
+use crate::live::LiveConfig;
 use crate::merge::{merge, MERGE_MAX_BYTES};
 use crate::plan::{write_status, Pending, Plan, Planner};
 use crate::stats::{add, inc, QueueStats, Stats};
@@ -43,6 +44,8 @@ pub enum QueueError {
     Chain(u16, u16, BrokenChain),
     #[error("virtqueue {0}: guest memory faulted (a mapping reaches past its file, or a write to read-only memory)")]
     MemoryFault(u16),
+    #[error("virtqueue {0} (packed): {1}")]
+    Packed(u16, vblk_queue::packed::PackedError),
 }
 
 /// Hooks for crash recovery (vhost-user's inflight region): the worker
@@ -84,26 +87,33 @@ pub struct QueueWorker {
     engine: Box<dyn IoEngine>,
     limits: Limits,
     serial: [u8; ID_BYTES],
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     requests: Table<Pending>,
     ops: Table<Op>,
     /// This round's operations before merging; token = request token.
     planned: Vec<IoRequest>,
     completions: Vec<IoCompletion>,
-    chain: Chain,
+    pub(crate) chain: Chain,
     /// Data bytes planned in the current round, and the cap.
-    round_bytes: u64,
-    max_round_bytes: u64,
+    pub(crate) round_bytes: u64,
+    pub(crate) max_round_bytes: u64,
     merge_max_bytes: u64,
     /// Used index at the last interrupt decision.
     signalled: u16,
     /// Used elements written since the last publication.
-    unpublished: u32,
+    pub(crate) unpublished: u32,
     log: Option<Box<dyn InflightLog>>,
     stuck_after: Duration,
     cancel_after: Duration,
     /// The last `submit` failed: requests wait in the engine for another.
     submit_failed: bool,
+    /// The ring is packed (`crate::ring`); `None`: split.
+    pub(crate) packed: Option<vblk_queue::packed::PackedRing>,
+    /// Capacity and cache mode as they change (resize, CONFIG_WCE); read
+    /// for every chain planned.
+    live: Option<Arc<LiveConfig>>,
+    /// Writes of the chain being planned must be durable when they complete.
+    write_through: bool,
 }
 
 impl QueueWorker {
@@ -134,6 +144,22 @@ impl QueueWorker {
             stuck_after: STUCK_AFTER,
             cancel_after: CANCEL_AFTER,
             submit_failed: false,
+            packed: None,
+            live: None,
+            write_through: false,
+        }
+    }
+
+    /// Follow `live` (capacity and write-cache mode) from the next chain on.
+    pub fn set_live(&mut self, live: Option<Arc<LiveConfig>>) {
+        self.live = live;
+    }
+
+    /// Take the current capacity and cache mode for the next chain.
+    fn refresh_live(&mut self) {
+        if let Some(l) = &self.live {
+            self.limits.capacity = l.capacity();
+            self.write_through = !l.writeback();
         }
     }
 
@@ -183,6 +209,7 @@ impl QueueWorker {
     pub fn attach(&mut self, queue: &Queue) {
         self.signalled = queue.next_used();
         self.unpublished = 0;
+        self.packed = None;
     }
 
     fn qstats(&self) -> &QueueStats {
@@ -199,13 +226,11 @@ impl QueueWorker {
         mem: &M,
         irq: &dyn Interrupt,
     ) -> Result<usize, QueueError> {
-        let qi = self.index;
-        let err = |e| QueueError::Ring(qi, e);
         self.signalled = queue.next_used().wrapping_sub(self.unpublished as u16);
         let mut total = 0usize;
         let result = loop {
-            if let Err(e) = queue.disable_notification(mem) {
-                break Err(err(e));
+            if let Err(e) = self.set_notification(queue, mem, false) {
+                break Err(e);
             }
             match self.pop_and_submit(queue, mem, usize::MAX) {
                 Ok(n) => total += n,
@@ -216,10 +241,10 @@ impl QueueWorker {
             }
             // Re-enable kicks; if the driver added chains meanwhile, go again
             // (otherwise a kick it suppressed would be lost).
-            match queue.enable_notification(mem) {
+            match self.set_notification(queue, mem, true) {
                 Ok(true) => continue,
                 Ok(false) => break Ok(()),
-                Err(e) => break Err(err(e)),
+                Err(e) => break Err(e),
             }
         };
         // Whatever happened, nothing stays in flight past this call.
@@ -239,6 +264,9 @@ impl QueueWorker {
         mem: &M,
         budget: usize,
     ) -> Result<usize, QueueError> {
+        if self.packed.is_some() {
+            return self.pop_packed(queue, mem, budget);
+        }
         let qi = self.index;
         let size = queue.size();
         let table = GuestAddress(queue.desc_table());
@@ -311,36 +339,48 @@ impl QueueWorker {
             if let Some(log) = self.log.as_mut() {
                 log.popped(head);
             }
-            let first = self.planned.len();
-            let plan = Planner {
-                queue: qi,
-                limits: &self.limits,
-                serial: &self.serial,
-                stats: s,
-            }
-            .plan(&chain, mem, &mut self.planned);
-            match plan {
-                Plan::Done(len) => {
-                    if let Err(e) = self.push_used(queue, mem, head, len) {
-                        result = Err(e);
-                        break;
-                    }
-                }
-                Plan::Io(p) => {
-                    self.round_bytes = self.round_bytes.saturating_add(p.bytes);
-                    let token = self.requests.insert(p);
-                    for op in &mut self.planned[first..] {
-                        op.token = token;
-                    }
-                }
+            if let Err(e) = self.start_chain(queue, mem, &chain) {
+                result = Err(e);
+                break;
             }
         }
         self.chain = chain;
         result
     }
 
+    /// Plan one walked chain: answer it at once or queue its operations.
+    pub(crate) fn start_chain<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        chain: &Chain,
+    ) -> Result<(), QueueError> {
+        self.refresh_live();
+        let stats = self.stats.clone();
+        let first = self.planned.len();
+        let plan = Planner {
+            queue: self.index,
+            limits: &self.limits,
+            serial: &self.serial,
+            stats: stats.queue(usize::from(self.index)),
+            write_through: self.write_through,
+        }
+        .plan(chain, mem, &mut self.planned);
+        match plan {
+            Plan::Done(len) => self.push_used(queue, mem, chain.head, len)?,
+            Plan::Io(p) => {
+                self.round_bytes = self.round_bytes.saturating_add(p.bytes);
+                let token = self.requests.insert(p);
+                for op in &mut self.planned[first..] {
+                    op.token = token;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Merge this round's operations and hand them to the engine.
-    fn submit_planned(&mut self) {
+    pub(crate) fn submit_planned(&mut self) {
         if self.planned.is_empty() {
             return;
         }
@@ -565,7 +605,11 @@ impl QueueWorker {
         head: u16,
         len: u32,
     ) -> Result<(), QueueError> {
-        used::push(self.index, queue, mem, head, len)?;
+        if self.packed.is_some() {
+            self.push_used_packed(queue, mem, head, len)?;
+        } else {
+            used::push(self.index, queue, mem, head, len)?;
+        }
         inc(&self.qstats().used_pushes);
         self.unpublished += 1;
         if let Some(log) = self.log.as_mut() {
@@ -584,6 +628,9 @@ impl QueueWorker {
     ) -> Result<(), QueueError> {
         if self.unpublished == 0 {
             return Ok(());
+        }
+        if self.packed.is_some() {
+            return self.publish_packed(mem, irq);
         }
         let qi = self.index;
         used::publish(qi, queue, mem)?;

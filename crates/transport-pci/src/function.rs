@@ -18,6 +18,7 @@ use vblk_queue::{Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::config_space::ConfigSpace;
+use crate::device_cfg::ConfigChange;
 use crate::irq::Irq;
 use crate::msix::MsixLayout;
 use crate::regs::{cap, layout::*, msix, pci, status::*};
@@ -60,6 +61,8 @@ pub struct PciFunction {
     /// Set by a runner that found its ring broken; turned into
     /// DEVICE_NEEDS_RESET at the next register access.
     broken: Arc<AtomicBool>,
+    /// Device-side configuration changes (resize) → config interrupt.
+    pub(crate) config_change: ConfigChange,
 }
 
 impl PciFunction {
@@ -103,7 +106,9 @@ impl PciFunction {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let runners = Runners::new(&dev, threads, opts)?;
+        let config_change = ConfigChange::new(&dev, irq.clone());
         Ok(PciFunction {
+            config_change,
             runners,
             running: false,
             broken: Arc::new(AtomicBool::new(false)),
@@ -147,6 +152,12 @@ impl PciFunction {
         self.runners.pause_all()
     }
 
+    /// Guest memory was added: a ring that waited for its memory (see
+    /// `QueueWorker::ring_in_memory`) is served again.
+    pub fn memory_added(&self) {
+        self.runners.kick_all();
+    }
+
     /// Return once the queue threads have served every kick written so far.
     pub fn settle(&mut self) {
         self.runners.settle();
@@ -161,7 +172,14 @@ impl PciFunction {
         }
     }
 
+    /// The driver accepted packed rings (modern interface only: a legacy
+    /// driver sees 32 feature bits and cannot set bit 34).
+    pub(crate) fn packed(&self) -> bool {
+        self.driver_features & features::bit(features::VIRTIO_F_RING_PACKED) != 0
+    }
+
     fn start_queues(&mut self) {
+        let packed = self.packed();
         for (i, q) in self.queues.iter().enumerate() {
             if !q.queue.ready() {
                 continue;
@@ -173,6 +191,11 @@ impl PciFunction {
                     continue;
                 }
             };
+            let mut queue = queue;
+            if packed {
+                // A fresh packed ring: slot 0, both wrap counters 1 (2.8.1).
+                vblk_device::set_packed_base(&mut queue, 0x8000_8000);
+            }
             let broken = self.broken.clone();
             let irq = self.irq.clone();
             let ring = RingSetup {
@@ -190,6 +213,7 @@ impl PciFunction {
                 }),
                 inflight: None,
                 resubmit: Vec::new(),
+                packed,
             };
             if let Err(e) = self.runners.start(i as u16, ring) {
                 log::error!("virtio-blk PCI: cannot start queue {i}: {e}");
@@ -227,6 +251,8 @@ impl PciFunction {
     /// vectors (virtio 1.2, 2.1.2, 4.1.4.3.1). Config space and the
     /// client's eventfds stay: they are PCI's and vfio's.
     pub fn reset(&mut self) {
+        self.config_change.set_driver_ok(false);
+        self.dev.reset_cache_mode();
         self.stop_queues();
         self.broken.store(false, Ordering::Release);
         self.status = 0;
@@ -276,7 +302,11 @@ impl PciFunction {
     /// Features offered: the device's, with VERSION_1 on the modern
     /// interface only; a legacy driver sees the low 32 bits.
     pub(crate) fn offered_features(&self, legacy: bool) -> u64 {
-        let f = self.dev.features() | VERSION_1;
+        let mut f = self.dev.features() | VERSION_1;
+        if self.dev.config().packed_rings {
+            // Bit 34: the modern interface only (a legacy driver sees 32 bits).
+            f |= features::bit(features::VIRTIO_F_RING_PACKED);
+        }
         if legacy {
             f & 0xffff_ffff
         } else {
@@ -504,9 +534,13 @@ impl PciFunction {
             self.status = new;
             let bad = {
                 let mem = self.mem.memory();
+                // Packed rings have 4-byte event areas where the split
+                // layout's checks would ask for whole rings: the worker
+                // checks a packed ring as it attaches and as it reads it.
+                let packed = self.packed();
                 self.queues
                     .iter()
-                    .position(|q| q.queue.ready() && !q.queue.is_valid(&*mem))
+                    .position(|q| q.queue.ready() && !packed && !q.queue.is_valid(&*mem))
             };
             if let Some(i) = bad {
                 self.needs_reset(&format!(
@@ -514,6 +548,7 @@ impl PciFunction {
                 ));
                 return;
             }
+            self.device_config_driver_ok();
             self.start_queues();
             return;
         }

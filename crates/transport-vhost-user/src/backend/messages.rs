@@ -8,8 +8,7 @@ use vblk_device::stats;
 use vhost::vhost_user::message::{
     VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
     VhostUserLog, VhostUserMemoryRegion, VhostUserProtocolFeatures, VhostUserShMemConfig,
-    VhostUserSharedMsg, VhostUserSingleMemoryRegion, VhostUserVirtioFeatures,
-    VhostUserVringAddrFlags, VhostUserVringState,
+    VhostUserSharedMsg, VhostUserSingleMemoryRegion, VhostUserVringAddrFlags, VhostUserVringState,
 };
 use vhost::vhost_user::{GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut};
 
@@ -40,6 +39,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
     /// reinitialized."
     fn reset_device(&mut self) -> VuResult<()> {
         stats::inc(&self.device.stats().device.resets);
+        self.device.reset_cache_mode();
         self.stop_all();
         for v in &mut self.vrings {
             v.reset();
@@ -48,11 +48,11 @@ impl VhostUserBackendReqHandlerMut for Conn {
     }
 
     fn get_features(&mut self) -> VuResult<u64> {
-        Ok(self.device.features() | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits())
+        Ok(self.offered_features())
     }
 
     fn set_features(&mut self, f: u64) -> VuResult<()> {
-        let offered = self.device.features() | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        let offered = self.offered_features();
         if f & !offered != 0 {
             return self.refuse(
                 "SET_FEATURES",
@@ -63,6 +63,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
             log::info!("features changed with rings running; applies at the next ring start");
         }
         self.acked_features = f;
+        self.device.features_negotiated(f);
         log::debug!("driver accepted features {f:#x}");
         Ok(())
     }
@@ -164,11 +165,12 @@ impl VhostUserBackendReqHandlerMut for Conn {
         let Some(i) = self.queue_index(index) else {
             return self.refuse("SET_VRING_BASE", format!("no queue {index}"));
         };
-        // Split rings only (VIRTIO_F_RING_PACKED is not offered): the base
-        // is a 16-bit avail index.
-        let Ok(b) = u16::try_from(base) else {
-            return self.refuse("SET_VRING_BASE", format!("base {base} exceeds 16 bits"));
-        };
+        // Split rings: a 16-bit avail index; packed rings: both positions
+        // with their wrap counters (`packed`).
+        if let Err(e) = self.check_base(base) {
+            return self.refuse("SET_VRING_BASE", e);
+        }
+        let b = base;
         let v = &mut self.vrings[usize::from(i)];
         if v.running {
             return self.refuse("SET_VRING_BASE", format!("queue {i} is running"));
@@ -185,8 +187,8 @@ impl VhostUserBackendReqHandlerMut for Conn {
         let v = &mut self.vrings[usize::from(i)];
         // Stopped: it starts again on the next SET_VRING_KICK.
         v.kick = None;
-        log::debug!("queue {i}: stopped at avail {base}");
-        Ok(VhostUserVringState::new(index, u32::from(base)))
+        log::debug!("queue {i}: stopped at {base:#x}");
+        Ok(VhostUserVringState::new(index, base))
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
@@ -297,19 +299,27 @@ impl VhostUserBackendReqHandlerMut for Conn {
 
     fn set_config(&mut self, offset: u32, buf: &[u8], flags: VhostUserConfigFlags) -> VuResult<()> {
         // "back-ends MUST NOT accept SET_CONFIG for read-only configuration
-        // space fields unless the live migration bit is set": nothing in
-        // virtio_blk_config is writable (CONFIG_WCE is not offered).
+        // space fields unless the live migration bit is set": only
+        // `writeback` is writable, and only with CONFIG_WCE negotiated
+        // (the library checked the payload length against `size`).
         if flags.contains(VhostUserConfigFlags::LIVE_MIGRATION) {
             return Ok(());
         }
-        stats::inc(&self.device.stats().device.bad_register_writes);
-        self.refuse(
-            "SET_CONFIG",
-            format!(
-                "{} bytes at {offset}: the config space is read-only",
-                buf.len()
-            ),
-        )
+        if let Err(e) = self
+            .device
+            .write_config(u64::from(offset), buf, self.acked_features)
+        {
+            stats::inc(&self.device.stats().device.bad_register_writes);
+            return self.refuse("SET_CONFIG", e);
+        }
+        Ok(())
+    }
+
+    /// Reached only when the library took SET_BACKEND_REQ_FD itself (the
+    /// connection thread answers it first, see `channel`): its `Backend`
+    /// cannot send CONFIG_CHANGE_MSG.
+    fn set_backend_req_fd(&mut self, _backend: vhost::vhost_user::Backend) {
+        log::warn!("vhost-user: back-end channel taken by the library; resize notifications will not reach this front end");
     }
 
     fn set_gpu_socket(&mut self, _gpu: GpuBackend) -> VuResult<()> {
@@ -352,6 +362,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
                 Err(e) => return self.fatal("GET_INFLIGHT_FD", e),
             }
         }
+        self.inflight_from_us = true;
         log::debug!(
             "inflight buffer: {nq} queue(s) of {qs}, {} bytes",
             a.mmap_size
@@ -382,6 +393,9 @@ impl VhostUserBackendReqHandlerMut for Conn {
                     msg.num_queues,
                     msg.queue_size
                 );
+                if !self.inflight_from_us {
+                    super::channel::reconnected(&self.device);
+                }
                 self.inflight = Some(r);
                 // `file` closes here; the mapping stays.
                 Ok(())
