@@ -20,6 +20,7 @@ use std::sync::Arc;
 use vblk_backend::Backend;
 
 pub mod config;
+pub mod dirty;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -32,6 +33,7 @@ mod used;
 pub mod worker;
 
 pub use config::{BlkConfig, CONFIG_SPACE_LEN};
+pub use dirty::{DirtyLog, LogBitmap};
 pub use merge::MERGE_MAX_BYTES;
 pub use stats::{QueueStats, Stats};
 pub use worker::{InflightLog, QueueError, QueueWorker};

@@ -33,9 +33,11 @@ pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::REPLY_ACK
         | VhostUserProtocolFeatures::INFLIGHT_SHMFD
         | VhostUserProtocolFeatures::RESET_DEVICE
+        | VhostUserProtocolFeatures::LOG_SHMFD
 }
 
 mod messages;
+mod migration;
 mod vring;
 
 use vring::{RingAddr, Vring};
@@ -52,6 +54,8 @@ pub struct Conn {
     acked_features: u64,
     acked_protocol: u64,
     inflight: Option<InflightRegion>,
+    /// Live migration: the dirty log (shared with the queue threads).
+    dirty: Arc<crate::dirty_log::VuDirtyLog>,
     /// The last handler error was answered (REPLY_ACK or an error payload)
     /// or needs no answer: the connection survives it.
     rejected: bool,
@@ -63,8 +67,10 @@ impl Conn {
     pub fn new(
         device: Arc<BlkDevice>,
         threads: usize,
-        opts: RunnerOptions,
+        mut opts: RunnerOptions,
     ) -> std::io::Result<Conn> {
+        let dirty = Arc::new(crate::dirty_log::VuDirtyLog::new(device.num_queues()));
+        opts.dirty_log = Some(dirty.clone());
         let runners = Runners::new(&device, threads, opts)?;
         let stats = device.stats().clone();
         let vrings = (0..device.num_queues())
@@ -79,6 +85,7 @@ impl Conn {
             acked_features: 0,
             acked_protocol: 0,
             inflight: None,
+            dirty,
             rejected: false,
         })
     }
@@ -329,6 +336,7 @@ impl Conn {
             .replace(GuestMemoryMmap::new());
         self.table = MemTable::default();
         self.inflight = None;
+        self.dirty.reset();
         drop(guard);
         for v in &mut self.vrings {
             v.reset();

@@ -29,6 +29,7 @@ pub mod backend;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod inflight;
+pub mod dirty_log;
 pub mod memory;
 
 pub use vblk_socket::{SocketError, StopSignal};
