@@ -167,7 +167,10 @@ mod tests {
         // Pages 15..=17: 16 and 17 are past the 16 pages covered.
         assert_eq!(log.set(0xf000, 0x2001), 2);
         assert_eq!(log.set(u64::MAX - 10, 100), 1);
-        assert_eq!(log.set(u64::MAX / 2, u64::MAX), (u64::MAX / LOG_PAGE) - (u64::MAX / 2 / LOG_PAGE) + 1);
+        assert_eq!(
+            log.set(u64::MAX / 2, u64::MAX),
+            (u64::MAX / LOG_PAGE) - (u64::MAX / 2 / LOG_PAGE) + 1
+        );
         drop(log);
         assert_eq!(bits(&mem[..2]), vec![1, 2, 15]);
         assert_eq!(mem[2], 0, "written past the bitmap");

@@ -10,6 +10,7 @@
 //! dies fails cases instead of hanging the tool.
 
 mod cases;
+mod migration;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -165,7 +166,9 @@ fn supported(info: &Info, need: Need) -> Result<(), String> {
 
 /// Every case, in order.
 pub fn catalogue() -> Vec<Case> {
-    cases::all()
+    let mut all = cases::all();
+    all.extend(migration::all());
+    all
 }
 
 fn selected(c: &Case, pattern: &Option<String>) -> bool {

@@ -59,7 +59,9 @@ impl LogMap {
         let mapping = map_guest_region(file, offset, size, GuestAddress(0), true)
             .map_err(|e| format!("cannot map the log: {e}"))?;
         let region = mapping.region();
-        let len = region.size().min(usize::try_from(size).unwrap_or(usize::MAX));
+        let len = region
+            .size()
+            .min(usize::try_from(size).unwrap_or(usize::MAX));
         // SAFETY: `region` maps `len` writable bytes and stays mapped while
         // `_mapping` (which holds it) lives, that is as long as the bitmap;
         // the bitmap only does atomic byte ORs, as the front end expects.

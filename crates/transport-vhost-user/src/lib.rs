@@ -9,7 +9,9 @@
 //!   else refused; removed at exit only if still ours) and the stop signal;
 //! * [`backend`]: one connection's state and every front-end message;
 //! * [`memory`]: memory regions, checked against their file before mapping;
-//! * [`inflight`]: `VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD`, split rings.
+//! * [`inflight`]: `VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD`, split rings;
+//! * [`dirty_log`]: live migration's dirty log (`VHOST_F_LOG_ALL`,
+//!   `VHOST_USER_PROTOCOL_F_LOG_SHMFD`).
 //!
 //! The queues themselves run on the device core's
 //! [`vblk_device::runner::Runners`], one set per connection: a ring start
@@ -26,10 +28,10 @@ use vblk_device::{stats, BlkDevice};
 use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
 pub mod backend;
+pub mod dirty_log;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod inflight;
-pub mod dirty_log;
 pub mod memory;
 
 pub use vblk_socket::{SocketError, StopSignal};

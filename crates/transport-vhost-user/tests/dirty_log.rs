@@ -158,7 +158,10 @@ fn reads_log_their_data_status_and_used_ring_pages_only() {
     assert_eq!(want.len(), 3 + 1 + used_ring_pages(&g).len());
     assert_eq!(dirty_pages(&log, PAGE, 256), want);
     assert!(!want.contains(&(hdr / PAGE)), "a read-only page was logged");
-    assert!(dirty_pages(&log, 0, PAGE as usize).is_empty(), "before the offset");
+    assert!(
+        dirty_pages(&log, 0, PAGE as usize).is_empty(),
+        "before the offset"
+    );
 
     // A write only logs its status byte (and the used ring).
     clear(&log, 0, 2 * PAGE as usize);

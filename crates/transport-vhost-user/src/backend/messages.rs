@@ -60,12 +60,13 @@ impl VhostUserBackendReqHandlerMut for Conn {
                 format!("bits {:#x} were not offered", f & !offered),
             );
         }
-        if self.any_running() && f != self.acked_features {
+        let log_all = VhostUserVirtioFeatures::LOG_ALL.bits();
+        if self.any_running() && (f ^ self.acked_features) & !log_all != 0 {
             log::info!("features changed with rings running; applies at the next ring start");
         }
         self.acked_features = f;
         // VHOST_F_LOG_ALL starts and stops dirty logging, rings running.
-        self.set_logging(f & VhostUserVirtioFeatures::LOG_ALL.bits() != 0);
+        self.set_logging(f & log_all != 0);
         log::debug!("driver accepted features {f:#x}");
         Ok(())
     }
