@@ -61,7 +61,7 @@ cleanup() {
     else rm -rf "$W"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 qmp() { python3 "$HERE/qmp.py" "$@"; }
 

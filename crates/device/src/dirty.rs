@@ -159,19 +159,20 @@ mod tests {
     #[test]
     fn pages_touched_are_set_and_nothing_past_the_end() {
         let mut mem = vec![0u8; 3];
-        // SAFETY: `mem` outlives `log` and is only read after it is gone.
-        let log = unsafe { LogBitmap::new(mem.as_mut_ptr(), 2) };
-        assert_eq!(log.set(0x1fff, 2), 0);
-        assert_eq!(log.set(0x5000, 0), 0);
-        assert_eq!(log.set(0xf000, 0x1000), 0);
-        // Pages 15..=17: 16 and 17 are past the 16 pages covered.
-        assert_eq!(log.set(0xf000, 0x2001), 2);
-        assert_eq!(log.set(u64::MAX - 10, 100), 1);
-        assert_eq!(
-            log.set(u64::MAX / 2, u64::MAX),
-            (u64::MAX / LOG_PAGE) - (u64::MAX / 2 / LOG_PAGE) + 1
-        );
-        drop(log);
+        {
+            // SAFETY: `mem` outlives `log` (this block) and is read after it.
+            let log = unsafe { LogBitmap::new(mem.as_mut_ptr(), 2) };
+            assert_eq!(log.set(0x1fff, 2), 0);
+            assert_eq!(log.set(0x5000, 0), 0);
+            assert_eq!(log.set(0xf000, 0x1000), 0);
+            // Pages 15..=17: 16 and 17 are past the 16 pages covered.
+            assert_eq!(log.set(0xf000, 0x2001), 2);
+            assert_eq!(log.set(u64::MAX - 10, 100), 1);
+            assert_eq!(
+                log.set(u64::MAX / 2, u64::MAX),
+                (u64::MAX / LOG_PAGE) - (u64::MAX / 2 / LOG_PAGE) + 1
+            );
+        }
         assert_eq!(bits(&mem[..2]), vec![1, 2, 15]);
         assert_eq!(mem[2], 0, "written past the bitmap");
     }

@@ -98,7 +98,7 @@ fn answer(code: u32, r: Option<Reply>) -> String {
 
 /// Send a raw message (NEED_REPLY when REPLY_ACK is on), report the answer
 /// and whether the connection still answers.
-pub(crate) fn hostile(d: &Driver, code: u32, body: &[u8], fds: &[RawFd]) -> String {
+fn hostile(d: &Driver, code: u32, body: &[u8], fds: &[RawFd]) -> String {
     let r = d.raw.call(code, d.acks(), body, fds);
     let closed = matches!(r, Some(Reply::Closed));
     let a = answer(code, r);
