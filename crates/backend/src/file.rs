@@ -300,6 +300,7 @@ mod tests {
                 len: 1536,
                 iovecs: vec![iov(&mut a), iov(&mut c)],
                 token: 7,
+                fua: false,
             });
             e.push(IoRequest {
                 op: IoOp::Flush,
@@ -307,6 +308,7 @@ mod tests {
                 len: 0,
                 iovecs: vec![],
                 token: 8,
+                fua: false,
             });
         }
         e.submit().unwrap();

@@ -69,6 +69,8 @@ use std::os::unix::io::RawFd;
 use std::time::Duration;
 
 mod file;
+#[cfg(test)]
+mod fua_tests;
 mod mem;
 mod null;
 #[cfg(any(test, feature = "test-util"))]
@@ -112,6 +114,14 @@ pub struct IoRequest {
     pub len: u64,
     pub iovecs: Vec<libc::iovec>,
     pub token: Token,
+    /// Force unit access, for [`IoOp::Write`] and [`IoOp::WriteZeroes`]:
+    /// the data is on stable storage when the completion comes back (the
+    /// guest's write cache is off: virtio 1.2, 5.2.6.2 "If the device is
+    /// in writethrough mode ... a write MUST be on persistent storage
+    /// before the request completes" is what the device builds on this).
+    /// Engines honour it natively (`RWF_DSYNC`, NBD's FUA flag) or by a
+    /// flush of their own before completing. Ignored for other operations.
+    pub fua: bool,
 }
 
 // SAFETY: the iovec pointers refer to guest memory that the device core keeps
@@ -358,6 +368,18 @@ pub(crate) mod testutil {
         len: u64,
         bufs: &mut [&mut [u8]],
     ) -> IoCompletion {
+        one_with(e, op, offset, len, bufs, false)
+    }
+
+    /// [`one`], with force unit access set as given.
+    pub fn one_with(
+        e: &mut dyn IoEngine,
+        op: IoOp,
+        offset: u64,
+        len: u64,
+        bufs: &mut [&mut [u8]],
+        fua: bool,
+    ) -> IoCompletion {
         let iovecs = bufs.iter_mut().map(|b| iov(b)).collect();
         // SAFETY: the buffers are borrowed until this function returns, and
         // the request is reaped before then.
@@ -368,6 +390,7 @@ pub(crate) mod testutil {
                 len,
                 iovecs,
                 token: 42,
+                fua,
             })
         };
         e.submit().unwrap();

@@ -49,3 +49,38 @@ pub fn partly_cache(path: &std::path::Path, offset: u64) {
     f.read_exact_at(&mut b, offset).unwrap();
     f.read_exact_at(&mut b, offset + 40960).unwrap();
 }
+
+/// Pages of `[offset, offset + len)` of the open file that are dirty or
+/// under writeback in the page cache: `(dirty, writeback)`, from
+/// `cachestat(2)` (Linux 6.5). `None` where the kernel lacks it.
+pub fn dirty_pages(fd: std::os::unix::io::RawFd, offset: u64, len: u64) -> Option<(u64, u64)> {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = Range { off: offset, len };
+    let mut st = Stat::default();
+    // SAFETY: cachestat(fd, *range, *stat, flags) reads `range` and writes
+    // `st`, both alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd,
+            &range as *const Range,
+            &mut st as *mut Stat,
+            0u32,
+        )
+    };
+    (r == 0).then_some((st.nr_dirty, st.nr_writeback))
+}

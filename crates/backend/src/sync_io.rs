@@ -181,6 +181,7 @@ pub(crate) fn advance(req: &IoRequest, n: u64) -> IoRequest {
         len: left,
         iovecs,
         token: req.token,
+        fua: req.fua,
     }
 }
 
@@ -410,6 +411,18 @@ fn rw(f: &SyncFile, req: &IoRequest) -> Result<u64, i32> {
 /// Execute one request synchronously. Short transfers are continued; a
 /// transfer that makes no progress is an `EIO`.
 pub(crate) fn exec_sync(f: &SyncFile, req: &IoRequest) -> Result<u64, i32> {
+    let n = exec_sync_op(f, req)?;
+    if req.fua && matches!(req.op, IoOp::Write | IoOp::WriteZeroes) {
+        // Force unit access: the data is durable before the completion.
+        // SAFETY: plain syscall on a file descriptor we own.
+        if unsafe { libc::fdatasync(f.fd) } < 0 {
+            return Err(last_errno());
+        }
+    }
+    Ok(n)
+}
+
+fn exec_sync_op(f: &SyncFile, req: &IoRequest) -> Result<u64, i32> {
     match req.op {
         IoOp::Read | IoOp::Write => rw(f, req),
         IoOp::Flush => {
@@ -462,6 +475,7 @@ pub(crate) fn write_zeroes_slow(f: &SyncFile, offset: u64, len: u64) -> Result<u
             len: n,
             iovecs: vec![v],
             token: 0,
+            fua: false, // the caller syncs once at the end
         };
         rw(f, &req)?;
         done += n;
@@ -580,6 +594,7 @@ mod tests {
             len: 4096,
             iovecs: vec![iov(&mut a), iov(&mut b)],
             token: 9,
+            fua: false,
         };
         // Inside the second iovec.
         let r = advance(&req, 1500);
@@ -634,6 +649,7 @@ mod tests {
             len: iovecs.iter().map(|v| v.iov_len as u64).sum(),
             iovecs,
             token: 0,
+            fua: false,
         };
         assert!(d.fits(&mk(4096, vec![base])));
         assert!(!d.fits(&mk(512, vec![base])), "offset");

@@ -618,6 +618,7 @@ mod tests {
                 len,
                 iovecs,
                 token,
+                fua: false,
             })
         };
     }

@@ -355,7 +355,9 @@ impl UringEngine {
     fn try_inline(&mut self, req: IoRequest) -> Option<(IoRequest, u64)> {
         let dir = match req.op {
             IoOp::Read => 0,
-            IoOp::Write => 1,
+            // A write with force unit access would block in the syscall:
+            // straight to the ring (RWF_DSYNC there).
+            IoOp::Write if !req.fua => 1,
             _ => return Some((req, 0)),
         };
         match self.inline[dir] {
@@ -463,9 +465,12 @@ impl UringEngine {
                             .offset(req.offset)
                             .build()
                     }
+                    // pwritev2(2): "RWF_DSYNC: Provide a per-write equivalent
+                    // of the O_DSYNC open(2) flag": force unit access.
                     IoOp::Write => {
                         opcode::Writev::new(fd, req.iovecs.as_ptr(), req.iovecs.len() as u32)
                             .offset(req.offset)
+                            .rw_flags(if req.fua { libc::RWF_DSYNC } else { 0 })
                             .build()
                     }
                     // A flush runs after everything submitted before it.
@@ -492,12 +497,14 @@ impl UringEngine {
     }
 
     /// Whether `op` goes through the ring at all (else: synchronous).
-    fn ring_does(&self, op: IoOp) -> bool {
+    fn ring_does(&self, op: IoOp, fua: bool) -> bool {
         match op {
             IoOp::Read | IoOp::Write => true,
             IoOp::Flush => self.ring_fsync,
             IoOp::Discard => self.ring_fallocate,
-            IoOp::WriteZeroes => self.ring_fallocate && !self.zero_range_unsupported,
+            // fallocate has no per-call sync flag: a write-zeroes with force
+            // unit access runs synchronously (fallocate, then fdatasync).
+            IoOp::WriteZeroes => self.ring_fallocate && !self.zero_range_unsupported && !fua,
         }
     }
 
@@ -826,6 +833,7 @@ impl UringEngine {
                             len: total,
                             iovecs: vec![buf.iovec()],
                             token: req.token,
+                            fua: req.fua,
                         };
                         let bounce = Bounce {
                             buf,
@@ -841,7 +849,7 @@ impl UringEngine {
                     }
                 }
             }
-            op if !self.ring_does(op) => {
+            op if !self.ring_does(op, req.fua) => {
                 if op == IoOp::Flush {
                     // A flush covers the writes before it: let the ring finish them.
                     if let Err(e) = self.wait_idle() {
@@ -1070,6 +1078,7 @@ mod tests {
                 len,
                 iovecs,
                 token: t,
+                fua: false,
             })
         };
     }
@@ -1664,7 +1673,8 @@ mod tests {
                     offset: 0,
                     len: 0,
                     iovecs: vec![],
-                    token: 0
+                    token: 0,
+                    fua: false,
                 }
             ),
             Ok(0)

@@ -15,6 +15,7 @@ pub(crate) fn clone_req(r: &IoRequest) -> IoRequest {
         len: r.len,
         iovecs: r.iovecs.clone(),
         token: r.token,
+        fua: r.fua,
     }
 }
 
@@ -49,6 +50,9 @@ pub(crate) fn merge(
                 }
                 cur.len += r.len;
                 cur.iovecs.extend_from_slice(&r.iovecs);
+                // The merged write is durable on completion if any member
+                // must be.
+                cur.fua |= r.fua;
                 members.push(r);
                 continue;
             }
@@ -80,6 +84,7 @@ mod tests {
                 iov_len: len as usize,
             }],
             token,
+            fua: false,
         }
     }
 
@@ -122,5 +127,18 @@ mod tests {
         let m = merge(ops, u64::MAX);
         assert!(m.iter().all(|(r, _)| r.iovecs.len() <= IOV_MAX));
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn a_merged_write_is_fua_if_any_member_is_and_members_keep_their_own() {
+        let mut b = rq(IoOp::Write, 4096, 4096, 1);
+        b.fua = true;
+        let m = merge(vec![rq(IoOp::Write, 0, 4096, 0), b], u64::MAX);
+        assert_eq!(m.len(), 1);
+        assert!(m[0].0.fua);
+        assert_eq!(
+            m[0].1.iter().map(|r| r.fua).collect::<Vec<_>>(),
+            [false, true]
+        );
     }
 }

@@ -91,6 +91,7 @@ fn pieces(op: IoOp, offset: u64, len: u64, out: &mut Vec<IoRequest>) {
             len: n,
             iovecs: Vec::new(),
             token: 0,
+            fua: false,
         });
         done += n;
     }
@@ -198,6 +199,7 @@ impl Planner<'_> {
                     len,
                     iovecs,
                     token: 0,
+                    fua: false,
                 });
             }
             Request::Flush => ops.push(IoRequest {
@@ -206,6 +208,7 @@ impl Planner<'_> {
                 len: 0,
                 iovecs: Vec::new(),
                 token: 0,
+                fua: false,
             }),
             Request::GetId { len } => {
                 let id = &self.serial[..(len as usize).min(ID_BYTES)];
