@@ -87,6 +87,8 @@ if [ "${VBLK_SKIP_GUEST:-0}" != 1 ]; then
         step "real guest over vfio-user (QEMU 11): modern/MSI-X, legacy, INTx"
         "$ROOT/tests/guest/e2e-vfio-user.sh"
     fi
+    step "online resize (vhost-user; vfio-user modern/legacy/INTx) and the write cache (toggle, SIGKILL, durability)"
+    "$ROOT/tests/guest/e2e-config.sh"
     step "live migration between two vhost-user daemons on one image under a writing, reading guest (QEMU 7.2 and 11)"
     "$ROOT/tests/guest/e2e-migrate.sh"
 fi

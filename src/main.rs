@@ -3,11 +3,12 @@
 //! `vblk serve` exports a disk image as a virtio-blk device over vhost-user
 //! (QEMU `vhost-user-blk-pci`, Cloud Hypervisor, crosvm, libblkio) or as a
 //! complete virtio-blk PCI function over vfio-user (QEMU `vfio-user-pci`).
-//! `vblk stats` reads a running daemon's counters. `vblk bench` compares
-//! vblk with qemu-storage-daemon.
+//! `vblk stats` reads a running daemon's counters, `vblk resize` changes
+//! its size online. `vblk bench` compares vblk with qemu-storage-daemon.
+
+mod control;
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,9 @@ enum Command {
     /// Serve a disk image as a virtio-blk device.
     Serve(ServeArgs),
     /// Print the counters of a running `vblk serve --control SOCKET`.
-    Stats(StatsArgs),
+    Stats(control::StatsArgs),
+    /// Grow or shrink a running export (`vblk serve --control SOCKET`); the guest is notified.
+    Resize(control::ResizeArgs),
     /// Benchmark vblk against qemu-storage-daemon over vhost-user-blk (host side, libblkio).
     Bench(vblk_bench::BenchArgs),
     /// Hostile vhost-user messages and rings against any vhost-user-blk back end, each followed by an integrity probe.
@@ -49,6 +52,12 @@ enum Cache {
     Writeback,
     /// O_DIRECT: bypass the host page cache.
     None,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -129,7 +138,14 @@ struct ServeArgs {
     /// Do not offer DISCARD / WRITE_ZEROES.
     #[arg(long)]
     no_discard: bool,
-    /// Serve counters on this UNIX socket (read them with `vblk stats --socket`).
+    /// The write cache a driver starts with: on = write-back (writes are
+    /// durable after FLUSH), off = write-through (every write is durable
+    /// before it completes). A guest switches it through
+    /// VIRTIO_BLK_F_CONFIG_WCE (/sys/block/vda/cache_type).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    write_cache: OnOff,
+    /// Serve counters on this UNIX socket (read them with `vblk stats
+    /// --socket`; `vblk resize --socket` resizes through it).
     #[arg(long, value_name = "SOCKET")]
     control: Option<PathBuf>,
     /// Serve the counters and latency histograms over HTTP in the
@@ -143,19 +159,6 @@ struct ServeArgs {
     /// `dmesg` / `journalctl -k` / `ausearch -m SECCOMP`).
     #[arg(long, value_enum, default_value_t = Seccomp::Kill)]
     seccomp: Seccomp,
-}
-
-#[derive(Args)]
-struct StatsArgs {
-    /// The daemon's control socket (`vblk serve --control`).
-    #[arg(long, value_name = "SOCKET")]
-    socket: PathBuf,
-    /// Print JSON instead of a table.
-    #[arg(long, conflicts_with = "prometheus")]
-    json: bool,
-    /// Print the Prometheus text exposition format instead of a table.
-    #[arg(long)]
-    prometheus: bool,
 }
 
 /// Default largest virtqueue over vhost-user: front ends choose the size
@@ -270,30 +273,12 @@ fn start_metrics(addr: &str, stats: Arc<Stats>) -> Result<(), String> {
     })
 }
 
-/// Serve the counters: each connection gets one JSON document. The path is
-/// taken like the vhost-user socket's: only a stale socket is replaced. The
-/// returned socket removes its file when dropped, if the file is still ours.
-fn start_control(path: &Path, stats: Arc<Stats>) -> Result<vblk_socket::BoundSocket, String> {
-    let bound = vblk_socket::BoundSocket::bind(path).map_err(|e| format!("--control: {e}"))?;
-    let listener = bound
-        .listener()
-        .try_clone()
-        .and_then(|l| l.set_nonblocking(false).map(|()| l))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    spawn_control_thread("control", move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let doc = stats.to_json().to_string();
-            let _ = conn.write_all(doc.as_bytes());
-            let _ = conn.write_all(b"\n");
-        }
-    })?;
-    Ok(bound)
-}
-
 /// Start thread `vblk-<what>` under the control seccomp list and run
 /// `serve` there; returns once the filter is in place (or failed).
-fn spawn_control_thread(what: &str, serve: impl FnOnce() + Send + 'static) -> Result<(), String> {
+pub(crate) fn spawn_control_thread(
+    what: &str,
+    serve: impl FnOnce() + Send + 'static,
+) -> Result<(), String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(format!("vblk-{what}"))
@@ -316,6 +301,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     cfg.read_only = a.readonly || backend.read_only();
     cfg.discard = !a.no_discard && backend.supports_discard();
     cfg.num_queues = a.num_queues;
+    cfg.write_cache = a.write_cache == OnOff::On;
     cfg.queue_size = a.queue_size.unwrap_or(if a.vhost_user.is_some() {
         VHOST_USER_QUEUE_SIZE
     } else {
@@ -367,7 +353,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let control = match &a.control {
-        Some(c) => Some(start_control(c, device.stats().clone())?),
+        Some(c) => Some(control::start(c, device.clone())?),
         None => None,
     };
     if let Some(addr) = &a.metrics_listen {
@@ -436,25 +422,6 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     result
 }
 
-fn stats(a: StatsArgs) -> Result<(), String> {
-    let mut conn = UnixStream::connect(&a.socket)
-        .map_err(|e| format!("{}: cannot connect: {e}", a.socket.display()))?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut s = String::new();
-    conn.read_to_string(&mut s)
-        .map_err(|e| format!("{}: {e}", a.socket.display()))?;
-    let v: serde_json::Value = serde_json::from_str(s.trim())
-        .map_err(|e| format!("{}: bad answer: {e}", a.socket.display()))?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or(s));
-    } else if a.prometheus {
-        print!("{}", vblk_device::stats::render_prometheus(&v));
-    } else {
-        print!("{}", vblk_device::stats::render_table(&v));
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
@@ -462,7 +429,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Command::Serve(a) => serve(a),
-        Command::Stats(a) => stats(a),
+        Command::Stats(a) => control::stats(a),
+        Command::Resize(a) => control::resize(a),
         Command::Bench(a) => vblk_bench::main(a),
         Command::Torture(a) => vblk_torture::cli(a),
     };

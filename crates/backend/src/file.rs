@@ -36,7 +36,8 @@ pub struct FileOptions {
 pub struct FileBackend {
     file: Arc<File>,
     path: PathBuf,
-    size: u64,
+    /// Bytes served (changes with an online resize).
+    size: std::sync::atomic::AtomicU64,
     opts: FileOptions,
     block_device: bool,
     block_sizes: BlockSizes,
@@ -163,13 +164,38 @@ impl FileBackend {
         Ok(Self {
             file: Arc::new(file),
             path: path.to_path_buf(),
-            size: size - size % 512,
+            size: std::sync::atomic::AtomicU64::new(size - size % 512),
             opts,
             block_device,
             block_sizes,
             sync,
             warned_uring: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// What the file or device holds now (it may have been grown or
+    /// shrunk behind our back since it was opened).
+    fn storage_size(&self) -> io::Result<u64> {
+        if self.block_device {
+            let mut sz: u64 = 0;
+            // SAFETY: BLKGETSIZE64 writes one u64 into `sz`, which outlives the call.
+            let r =
+                unsafe { libc::ioctl(self.file.as_raw_fd(), BLKGETSIZE64, &mut sz as *mut u64) };
+            if r < 0 {
+                return Err(ctx(
+                    &self.path,
+                    "cannot get block device size",
+                    io::Error::last_os_error(),
+                ));
+            }
+            Ok(sz)
+        } else {
+            let m = self
+                .file
+                .metadata()
+                .map_err(|e| ctx(&self.path, "cannot stat image", e))?;
+            Ok(m.len())
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -185,7 +211,7 @@ const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
 impl Backend for FileBackend {
     fn capacity(&self) -> u64 {
-        self.size
+        self.size.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn engine(&self) -> io::Result<Box<dyn IoEngine>> {
@@ -240,11 +266,43 @@ impl Backend for FileBackend {
         self.block_sizes
     }
 
+    fn resize(&self, size: u64, resize_file: bool) -> io::Result<()> {
+        let refuse = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        let name = self.path.display();
+        if resize_file && self.opts.read_only {
+            return refuse(format!("{name} is open read-only: it cannot be resized"));
+        }
+        if resize_file && self.block_device {
+            return refuse(format!(
+                "{name} is a block device: vblk does not resize devices (resize it, then run vblk resize without --resize-file)"
+            ));
+        }
+        let have = self.storage_size()?;
+        if resize_file {
+            if have != size {
+                // The user asked for it: the file grows (sparse) or loses
+                // everything past `size`.
+                self.file
+                    .set_len(size)
+                    .map_err(|e| ctx(&self.path, "cannot resize image", e))?;
+                // The new length must survive a crash like the data does.
+                self.file
+                    .sync_all()
+                    .map_err(|e| ctx(&self.path, "cannot sync the new size", e))?;
+                log::info!("{name}: resized from {have} to {size} bytes");
+            }
+        } else if size > have {
+            return Err(crate::resize_needs_file(&name.to_string(), have, size));
+        }
+        self.size.store(size, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
             "file {} ({} bytes, cache={}, {}{})",
             self.path.display(),
-            self.size,
+            self.capacity(),
             if self.opts.cache == CacheMode::None {
                 "none"
             } else {

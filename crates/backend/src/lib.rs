@@ -240,6 +240,28 @@ pub trait Backend: Send + Sync {
     }
     /// For logs: what this backend is.
     fn describe(&self) -> String;
+    /// Online resize: serve `size` bytes from now on (a multiple of 512).
+    /// With `resize_file` the storage itself grows or shrinks (a regular
+    /// file is truncated or extended); without it the storage is left
+    /// alone and `size` must fit in what it holds now. Backends that
+    /// cannot do it say why.
+    fn resize(&self, size: u64, resize_file: bool) -> io::Result<()> {
+        let _ = (size, resize_file);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} cannot be resized", self.describe()),
+        ))
+    }
+}
+
+/// The error of a resize the storage cannot hold without `resize_file`.
+pub fn resize_needs_file(what: &str, have: u64, want: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{what} holds {have} bytes, fewer than {want}: grow it first, or pass --resize-file"
+        ),
+    )
 }
 
 /// A minimal, synchronous engine built on a closure that executes one

@@ -183,4 +183,22 @@ impl Backend for MemBackend {
     fn describe(&self) -> String {
         format!("memory ({} bytes)", self.capacity())
     }
+
+    /// The memory is the "file": `resize_file` grows (zero-filled) or
+    /// shrinks it.
+    fn resize(&self, size: u64, resize_file: bool) -> io::Result<()> {
+        let mut data = self.inner.data.lock().unwrap_or_else(|e| e.into_inner());
+        if resize_file {
+            let n = usize::try_from(size)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "size too large"))?;
+            data.resize(n, 0);
+        } else if size > data.len() as u64 {
+            return Err(crate::resize_needs_file(
+                "the memory disk",
+                data.len() as u64,
+                size,
+            ));
+        }
+        Ok(())
+    }
 }

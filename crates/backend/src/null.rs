@@ -3,22 +3,25 @@
 //! with `read-zeroes=on`).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Backend, IoEngine, IoOp, IoRequest, SyncEngine};
 
 pub struct NullBackend {
-    size: u64,
+    size: AtomicU64,
 }
 
 impl NullBackend {
     pub fn new(size: u64) -> Self {
-        Self { size }
+        Self {
+            size: AtomicU64::new(size),
+        }
     }
 }
 
 impl Backend for NullBackend {
     fn capacity(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::SeqCst)
     }
 
     fn engine(&self) -> io::Result<Box<dyn IoEngine>> {
@@ -43,6 +46,19 @@ impl Backend for NullBackend {
     }
 
     fn describe(&self) -> String {
-        format!("null ({} bytes, reads return zeroes)", self.size)
+        format!("null ({} bytes, reads return zeroes)", self.capacity())
+    }
+
+    /// A null device has no storage: its size is only a number, so the
+    /// export can take any size; there is no file to resize.
+    fn resize(&self, size: u64, resize_file: bool) -> io::Result<()> {
+        if resize_file {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the null backend has no file to resize (--resize-file does not apply)",
+            ));
+        }
+        self.size.store(size, Ordering::SeqCst);
+        Ok(())
     }
 }

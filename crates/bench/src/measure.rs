@@ -2,7 +2,7 @@
 //! the client CPUs), latency percentiles, and CPU accounting for the
 //! daemon (all its threads), the client and the rest of the machine.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -115,6 +115,9 @@ fn vblk_counters(ctl: &Path) -> Option<(u64, u64, u64)> {
     let mut s = String::new();
     let mut c = UnixStream::connect(ctl).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    // The control protocol's request line (src/control.rs); without one
+    // the daemon waits a moment before it answers with the counters.
+    c.write_all(b"stats\n").ok()?;
     c.read_to_string(&mut s).ok()?;
     let v: serde_json::Value = serde_json::from_str(s.trim()).ok()?;
     let q = v.get("queues")?.as_array()?;

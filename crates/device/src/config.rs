@@ -33,6 +33,10 @@ pub struct BlkConfig {
     pub queue_size: u16,
     /// `seg_max`: data segments per request.
     pub seg_max: u32,
+    /// The write-cache mode a driver starts with (`--write-cache`): true =
+    /// write-back (FLUSH makes writes durable), false = write-through
+    /// (every write durable before it completes).
+    pub write_cache: bool,
 }
 
 impl BlkConfig {
@@ -47,6 +51,7 @@ impl BlkConfig {
             num_queues: 1,
             queue_size: 256,
             seg_max: 254,
+            write_cache: true,
         }
     }
 
@@ -100,7 +105,9 @@ impl BlkConfig {
         let min_io = 1u16 << exp; // one physical block, in logical blocks
         b[26..28].copy_from_slice(&min_io.to_le_bytes());
         put32(&mut b, 28, 0); // opt_io_size: no suggestion
-        b[32] = 1; // writeback (meaningful only with CONFIG_WCE, not offered)
+                              // writeback: the initial mode; the device overlays the live one
+                              // (`BlkDevice::config_space`).
+        b[32] = u8::from(self.write_cache);
         b[34..36].copy_from_slice(&self.num_queues.to_le_bytes()); // num_queues
         put32(&mut b, 36, MAX_DISCARD_SECTORS); // max_discard_sectors
         put32(&mut b, 40, MAX_DISCARD_SEG); // max_discard_seg

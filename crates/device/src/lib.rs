@@ -20,20 +20,25 @@ use std::sync::Arc;
 use vblk_backend::Backend;
 
 pub mod config;
+mod config_write;
 pub mod dirty;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod inflight;
+pub mod live;
 mod merge;
 mod plan;
+mod resize;
 pub mod runner;
 pub mod stats;
 mod used;
 pub mod worker;
 
 pub use config::{BlkConfig, CONFIG_SPACE_LEN};
+pub use config_write::{ConfigWriteError, WRITEBACK_OFFSET};
 pub use dirty::{DirtyLog, LogBitmap};
+pub use live::{LiveConfig, NotifierHandle};
 pub use merge::MERGE_MAX_BYTES;
 pub use stats::{QueueStats, Stats};
 pub use worker::{InflightLog, QueueError, QueueWorker};
@@ -51,6 +56,7 @@ pub mod features {
     pub const VIRTIO_BLK_F_MQ: u32 = virtio_blk::VIRTIO_BLK_F_MQ;
     pub const VIRTIO_BLK_F_DISCARD: u32 = virtio_blk::VIRTIO_BLK_F_DISCARD;
     pub const VIRTIO_BLK_F_WRITE_ZEROES: u32 = virtio_blk::VIRTIO_BLK_F_WRITE_ZEROES;
+    pub const VIRTIO_BLK_F_CONFIG_WCE: u32 = virtio_blk::VIRTIO_BLK_F_CONFIG_WCE;
     pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
     pub const VIRTIO_RING_F_EVENT_IDX: u32 = virtio_ring::VIRTIO_RING_F_EVENT_IDX;
     pub const VIRTIO_F_VERSION_1: u32 = virtio_config::VIRTIO_F_VERSION_1;
@@ -65,12 +71,16 @@ pub struct BlkDevice {
     config: BlkConfig,
     backend: Arc<dyn Backend>,
     stats: Arc<Stats>,
+    /// Capacity and cache mode as they are now (resize, CONFIG_WCE).
+    live: Arc<LiveConfig>,
 }
 
 impl BlkDevice {
     pub fn new(config: BlkConfig, backend: Arc<dyn Backend>) -> Self {
         let stats = Arc::new(Stats::new(usize::from(config.num_queues.max(1))));
+        let live = LiveConfig::new(config.capacity.min(backend.capacity()), config.write_cache);
         BlkDevice {
+            live,
             config,
             backend,
             stats,
@@ -89,6 +99,11 @@ impl BlkDevice {
         &self.stats
     }
 
+    /// The values that change while the device runs.
+    pub fn live(&self) -> &Arc<LiveConfig> {
+        &self.live
+    }
+
     pub fn num_queues(&self) -> u16 {
         self.config.num_queues
     }
@@ -103,6 +118,7 @@ impl BlkDevice {
             | bit(VIRTIO_BLK_F_SEG_MAX)
             | bit(VIRTIO_BLK_F_BLK_SIZE)
             | bit(VIRTIO_BLK_F_FLUSH)
+            | bit(VIRTIO_BLK_F_CONFIG_WCE)
             | bit(VIRTIO_BLK_F_TOPOLOGY)
             | bit(VIRTIO_BLK_F_MQ);
         if self.config.read_only {
@@ -115,7 +131,10 @@ impl BlkDevice {
 
     /// The `struct virtio_blk_config` bytes.
     pub fn config_space(&self) -> [u8; CONFIG_SPACE_LEN] {
-        self.config.to_bytes()
+        let mut b = self.config.to_bytes();
+        b[0..8].copy_from_slice(&(self.live.capacity() / 512).to_le_bytes());
+        b[WRITEBACK_OFFSET] = u8::from(self.live.writeback());
+        b
     }
 
     /// Copy `data.len()` bytes of config space from `offset`; bytes outside
@@ -134,12 +153,14 @@ impl BlkDevice {
     /// A worker for queue `index`, with its own storage engine.
     pub fn worker(&self, index: u16) -> std::io::Result<QueueWorker> {
         let engine = self.backend.engine()?;
-        Ok(QueueWorker::new(
+        let mut w = QueueWorker::new(
             index,
             engine,
-            self.config.limits(self.backend.capacity()),
+            self.config.limits(self.live.capacity()),
             self.config.serial,
             self.stats.clone(),
-        ))
+        );
+        w.set_live(Some(self.live.clone()));
+        Ok(w)
     }
 }

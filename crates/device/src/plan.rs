@@ -81,7 +81,8 @@ fn count_type(s: &QueueStats, t: u32) {
 }
 
 /// Split `[offset, offset + len)` into pieces of at most [`RANGE_PIECE_BYTES`].
-fn pieces(op: IoOp, offset: u64, len: u64, out: &mut Vec<IoRequest>) {
+/// `fua`: each piece must be durable when it completes (write-through).
+fn pieces(op: IoOp, offset: u64, len: u64, fua: bool, out: &mut Vec<IoRequest>) {
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(RANGE_PIECE_BYTES);
@@ -91,7 +92,7 @@ fn pieces(op: IoOp, offset: u64, len: u64, out: &mut Vec<IoRequest>) {
             len: n,
             iovecs: Vec::new(),
             token: 0,
-            fua: false,
+            fua,
         });
         done += n;
     }
@@ -103,6 +104,11 @@ pub(crate) struct Planner<'a> {
     pub limits: &'a Limits,
     pub serial: &'a [u8; ID_BYTES],
     pub stats: &'a QueueStats,
+    /// The cache is in write-through mode: "If the device is in
+    /// writethrough mode ... a write MUST be on persistent storage before
+    /// the request completes" (see `IoRequest::fua`), decided per request
+    /// when it is planned.
+    pub write_through: bool,
 }
 
 impl Planner<'_> {
@@ -199,8 +205,11 @@ impl Planner<'_> {
                     len,
                     iovecs,
                     token: 0,
-                    fua: false,
+                    fua: !read && self.write_through,
                 });
+                if !read && self.write_through {
+                    inc(&s.fua_writes);
+                }
             }
             Request::Flush => ops.push(IoRequest {
                 op: IoOp::Flush,
@@ -232,7 +241,13 @@ impl Planner<'_> {
                         return ioerr();
                     }
                     match Segment::parse(&b).check(discard, self.limits) {
-                        Ok((offset, len)) => pieces(op, offset, len, ops),
+                        Ok((offset, len)) => {
+                            let fua = !discard && self.write_through;
+                            if fua {
+                                inc(&s.fua_writes);
+                            }
+                            pieces(op, offset, len, fua, ops)
+                        }
                         Err(Reject { status, .. }) => return answer(status, 1),
                     }
                 }
@@ -257,8 +272,10 @@ mod tests {
             IoOp::WriteZeroes,
             512,
             2 * RANGE_PIECE_BYTES + 4096,
+            true,
             &mut out,
         );
+        assert!(out.iter().all(|r| r.fua));
         let shape: Vec<(u64, u64)> = out.iter().map(|r| (r.offset, r.len)).collect();
         assert_eq!(
             shape,
@@ -269,7 +286,7 @@ mod tests {
             ]
         );
         out.clear();
-        pieces(IoOp::Discard, 0, 0, &mut out);
+        pieces(IoOp::Discard, 0, 0, false, &mut out);
         assert!(out.is_empty());
     }
 }

@@ -58,6 +58,7 @@ counters!(QueueStats {
     merged: "requests merged into a neighbour's I/O",
     bytes_read: "bytes read for the guest",
     bytes_written: "bytes written for the guest",
+    fua_writes: "writes and write-zeroes made durable before completing (write-through)",
     used_pushes: "chains put on the used ring",
     interrupts: "interrupts requested from the transport",
     interrupts_suppressed: "interrupts skipped (EVENT_IDX / NO_INTERRUPT)",
@@ -73,6 +74,9 @@ counters!(DeviceStats {
     connections: "front-end connections accepted",
     disconnects: "front-end disconnections",
     bad_register_writes: "register writes refused or ignored",
+    resizes: "online resizes (vblk resize)",
+    cache_mode_changes: "write-cache mode switches by the driver (CONFIG_WCE)",
+    backend_channel_notifications: "configuration changes sent on the vhost-user back-end channel",
 });
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the

@@ -26,6 +26,7 @@ use vm_memory::{GuestAddress, GuestMemory};
 
 use crate::dirty::{Dirty, DirtyLog};
 use crate::inflight::{Table, Token};
+use crate::live::LiveConfig;
 use crate::merge::{merge, MERGE_MAX_BYTES};
 use crate::plan::{write_status, Pending, Plan, Planner};
 use crate::stats::{add, inc, QueueStats, Stats};
@@ -107,6 +108,11 @@ pub struct QueueWorker {
     cancel_after: Duration,
     /// The last `submit` failed: requests wait in the engine for another.
     submit_failed: bool,
+    /// Capacity and cache mode as they change (resize, CONFIG_WCE); read
+    /// for every chain planned.
+    live: Option<Arc<LiveConfig>>,
+    /// Writes of the chain being planned must be durable when they complete.
+    write_through: bool,
 }
 
 impl QueueWorker {
@@ -138,6 +144,21 @@ impl QueueWorker {
             stuck_after: STUCK_AFTER,
             cancel_after: CANCEL_AFTER,
             submit_failed: false,
+            live: None,
+            write_through: false,
+        }
+    }
+
+    /// Follow `live` (capacity and write-cache mode) from the next chain on.
+    pub fn set_live(&mut self, live: Option<Arc<LiveConfig>>) {
+        self.live = live;
+    }
+
+    /// Take the current capacity and cache mode for the next chain.
+    fn refresh_live(&mut self) {
+        if let Some(l) = &self.live {
+            self.limits.capacity = l.capacity();
+            self.write_through = !l.writeback();
         }
     }
 
@@ -320,12 +341,14 @@ impl QueueWorker {
             if let Some(log) = self.log.as_mut() {
                 log.popped(head);
             }
+            self.refresh_live();
             let first = self.planned.len();
             let plan = Planner {
                 queue: qi,
                 limits: &self.limits,
                 serial: &self.serial,
                 stats: s,
+                write_through: self.write_through,
             }
             .plan(&chain, mem, &mut self.planned);
             match plan {

@@ -471,6 +471,16 @@ fn teardown(l: &mut List) {
     }
 }
 
+/// `vblk resize` runs on the control thread: the image file's size is
+/// read (fstat, BLKGETSIZE64 in `fds`), changed and synced; the front ends
+/// are notified (an eventfd write, or a message on the vhost-user back-end
+/// channel, both in the base list and `unix_server`).
+fn online_resize(l: &mut List) {
+    for s in [sys!(SYS_ftruncate), sys!(SYS_fsync), sys!(SYS_fdatasync)] {
+        l.allow(s);
+    }
+}
+
 /// Binding a UNIX socket (the transport's, at start): a stale socket is
 /// probed with `connect` before it is replaced.
 fn bind(l: &mut List) {
@@ -487,8 +497,8 @@ fn list(kind: ThreadKind) -> List {
         ThreadKind::Queue => queue_io(&mut l),
         ThreadKind::Control => {
             unix_server(&mut l);
-            l.allow_if(sys!(SYS_ioctl), &ioctls());
-            l.allow_if(sys!(SYS_fcntl), &fcntls());
+            fds(&mut l);
+            online_resize(&mut l);
             #[cfg(target_arch = "x86_64")]
             l.allow(sys!(SYS_poll));
             l.allow(sys!(SYS_ppoll));

@@ -18,6 +18,7 @@ use vblk_queue::{Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::config_space::ConfigSpace;
+use crate::device_cfg::ConfigChange;
 use crate::irq::Irq;
 use crate::msix::MsixLayout;
 use crate::regs::{cap, layout::*, msix, pci, status::*};
@@ -60,6 +61,8 @@ pub struct PciFunction {
     /// Set by a runner that found its ring broken; turned into
     /// DEVICE_NEEDS_RESET at the next register access.
     broken: Arc<AtomicBool>,
+    /// Device-side configuration changes (resize) → config interrupt.
+    pub(crate) config_change: ConfigChange,
 }
 
 impl PciFunction {
@@ -103,7 +106,9 @@ impl PciFunction {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let runners = Runners::new(&dev, threads, opts)?;
+        let config_change = ConfigChange::new(&dev, irq.clone());
         Ok(PciFunction {
+            config_change,
             runners,
             running: false,
             broken: Arc::new(AtomicBool::new(false)),
@@ -227,6 +232,8 @@ impl PciFunction {
     /// vectors (virtio 1.2, 2.1.2, 4.1.4.3.1). Config space and the
     /// client's eventfds stay: they are PCI's and vfio's.
     pub fn reset(&mut self) {
+        self.config_change.set_driver_ok(false);
+        self.dev.reset_cache_mode();
         self.stop_queues();
         self.broken.store(false, Ordering::Release);
         self.status = 0;
@@ -514,6 +521,7 @@ impl PciFunction {
                 ));
                 return;
             }
+            self.device_config_driver_ok();
             self.start_queues();
             return;
         }

@@ -124,10 +124,14 @@ impl PciFunction {
             let v = merge_piece(&p, base, data);
             self.legacy_field_write(p.field, v);
         }
-        // Device config: virtio-blk has nothing writable without
-        // VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
-        if offset + data.len() as u64 > self.legacy_config_start() {
-            self.bad_write("legacy device config write");
+        // The device-specific config follows the header: only its
+        // `writeback` byte is writable (CONFIG_WCE).
+        let cfg = self.legacy_config_start();
+        let end = offset + data.len() as u64;
+        if end > cfg {
+            let start = offset.max(cfg);
+            let skip = (start - offset) as usize;
+            self.device_config_write(start - cfg, &data[skip..]);
         }
     }
 

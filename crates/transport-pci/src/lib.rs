@@ -4,6 +4,8 @@
 //! * [`regs`] — every register offset and constant, named;
 //! * [`config_space`] — PCI header, BARs (sizing), capability list;
 //! * [`status`] — the device-status transition table and FEATURES_OK rule;
+//! * `device_cfg` — the device config as it changes: resize
+//!   notifications, generation, the driver's `writeback` writes;
 //! * [`legacy`] — BAR0, the legacy virtio I/O registers;
 //! * [`modern`] — BAR4, common cfg / notify / ISR / device cfg;
 //! * [`msix`] — the MSI-X table, PBA and masks (BAR1);
@@ -18,6 +20,7 @@
 //! the tests replay Linux's register sequences without a socket.
 
 pub mod config_space;
+mod device_cfg;
 pub mod function;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

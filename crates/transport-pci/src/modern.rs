@@ -4,7 +4,7 @@
 //! ```text
 //! 0x0000 common cfg   struct virtio_pci_common_cfg (4.1.4.3)
 //! 0x1000 ISR          one byte; read returns and clears (4.1.4.5)
-//! 0x2000 device cfg   struct virtio_blk_config, read-only here (5.2.4)
+//! 0x2000 device cfg   struct virtio_blk_config; `writeback` writable (5.2.4)
 //! 0x3000 notify       queue n at n * notify_off_multiplier (4.1.4.4)
 //! ```
 
@@ -74,10 +74,11 @@ impl PciFunction {
             } else {
                 self.bad_write("notify at an address of no queue");
             }
+        } else if let Some(off) = within(offset, DEVICE_OFFSET, DEVICE_SIZE) {
+            // Only `writeback` is writable (with CONFIG_WCE negotiated).
+            self.device_config_write(off, data);
         } else {
-            // ISR is read-only; virtio-blk config has no writable field
-            // without VIRTIO_BLK_F_CONFIG_WCE, which is not offered.
-            self.bad_write("write to the ISR or device config");
+            self.bad_write("write to the ISR");
         }
     }
 
@@ -103,7 +104,7 @@ impl PciFunction {
             MSIX_CONFIG => u64::from(self.irq.config_vector()),
             NUM_QUEUES => self.queues.len() as u64,
             DEVICE_STATUS => u64::from(self.status),
-            CONFIG_GENERATION => u64::from(self.config_generation),
+            CONFIG_GENERATION => u64::from(self.generation()),
             QUEUE_SELECT => u64::from(self.queue_select),
             // A queue_select past the last queue reads size 0: "not available".
             QUEUE_SIZE => q.map_or(0, |q| u64::from(q.size())),

@@ -34,8 +34,10 @@ pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::INFLIGHT_SHMFD
         | VhostUserProtocolFeatures::RESET_DEVICE
         | VhostUserProtocolFeatures::LOG_SHMFD
+        | VhostUserProtocolFeatures::BACKEND_REQ
 }
 
+pub mod channel;
 mod messages;
 mod migration;
 mod vring;
@@ -59,6 +61,13 @@ pub struct Conn {
     /// The last handler error was answered (REPLY_ACK or an error payload)
     /// or needs no answer: the connection survives it.
     rejected: bool,
+    /// The back-end request channel (SET_BACKEND_REQ_FD), for
+    /// configuration change notifications (online resize).
+    channel: channel::SharedChannel,
+    _config_notifier: vblk_device::NotifierHandle,
+    /// GET_INFLIGHT_FD was answered on this connection (a SET_INFLIGHT_FD
+    /// without it carries a previous daemon's buffer: a reconnect).
+    inflight_from_us: bool,
 }
 
 type Res<T> = Result<T, String>;
@@ -76,7 +85,18 @@ impl Conn {
         let vrings = (0..device.num_queues())
             .map(|i| Vring::new(i, stats.clone()))
             .collect();
+        // A new front end starts from the command line's cache mode.
+        device.reset_cache_mode();
+        let channel = channel::SharedChannel::default();
+        let ch = channel.clone();
+        let st = device.stats().clone();
+        let config_notifier = device
+            .live()
+            .on_change(Arc::new(move || channel::notify(&ch, &st)));
         Ok(Conn {
+            channel,
+            _config_notifier: config_notifier,
+            inflight_from_us: false,
             runners,
             device,
             mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),

@@ -11,7 +11,9 @@
 //! * [`memory`]: memory regions, checked against their file before mapping;
 //! * [`inflight`]: `VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD`, split rings;
 //! * [`dirty_log`]: live migration's dirty log (`VHOST_F_LOG_ALL`,
-//!   `VHOST_USER_PROTOCOL_F_LOG_SHMFD`).
+//!   `VHOST_USER_PROTOCOL_F_LOG_SHMFD`);
+//! * [`backend::channel`]: the back-end request channel
+//!   (`VHOST_USER_PROTOCOL_F_BACKEND_REQ`): CONFIG_CHANGE_MSG after a resize.
 //!
 //! The queues themselves run on the device core's
 //! [`vblk_device::runner::Runners`], one set per connection: a ring start
@@ -176,7 +178,13 @@ fn serve_connection(
                 break;
             }
         }
-        let r = handler.handle_request();
+        // SET_BACKEND_REQ_FD is answered here (the library keeps the
+        // channel to itself); everything else goes to the library.
+        let r = match backend::channel::take_set_backend_req_fd(fd, &conn) {
+            Ok(true) => continue,
+            Ok(false) => handler.handle_request(),
+            Err(e) => Err(e),
+        };
         let survivable = conn
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -40,6 +40,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
     /// reinitialized."
     fn reset_device(&mut self) -> VuResult<()> {
         stats::inc(&self.device.stats().device.resets);
+        self.device.reset_cache_mode();
         self.stop_all();
         self.dirty.reset();
         for v in &mut self.vrings {
@@ -65,6 +66,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
             log::info!("features changed with rings running; applies at the next ring start");
         }
         self.acked_features = f;
+        self.device.features_negotiated(f);
         // VHOST_F_LOG_ALL starts and stops dirty logging, rings running.
         self.set_logging(f & log_all != 0);
         log::debug!("driver accepted features {f:#x}");
@@ -305,19 +307,27 @@ impl VhostUserBackendReqHandlerMut for Conn {
 
     fn set_config(&mut self, offset: u32, buf: &[u8], flags: VhostUserConfigFlags) -> VuResult<()> {
         // "back-ends MUST NOT accept SET_CONFIG for read-only configuration
-        // space fields unless the live migration bit is set": nothing in
-        // virtio_blk_config is writable (CONFIG_WCE is not offered).
+        // space fields unless the live migration bit is set": only
+        // `writeback` is writable, and only with CONFIG_WCE negotiated
+        // (the library checked the payload length against `size`).
         if flags.contains(VhostUserConfigFlags::LIVE_MIGRATION) {
             return Ok(());
         }
-        stats::inc(&self.device.stats().device.bad_register_writes);
-        self.refuse(
-            "SET_CONFIG",
-            format!(
-                "{} bytes at {offset}: the config space is read-only",
-                buf.len()
-            ),
-        )
+        if let Err(e) = self
+            .device
+            .write_config(u64::from(offset), buf, self.acked_features)
+        {
+            stats::inc(&self.device.stats().device.bad_register_writes);
+            return self.refuse("SET_CONFIG", e);
+        }
+        Ok(())
+    }
+
+    /// Reached only when the library took SET_BACKEND_REQ_FD itself (the
+    /// connection thread answers it first, see `channel`): its `Backend`
+    /// cannot send CONFIG_CHANGE_MSG.
+    fn set_backend_req_fd(&mut self, _backend: vhost::vhost_user::Backend) {
+        log::warn!("vhost-user: back-end channel taken by the library; resize notifications will not reach this front end");
     }
 
     fn set_gpu_socket(&mut self, _gpu: GpuBackend) -> VuResult<()> {
@@ -360,6 +370,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
                 Err(e) => return self.fatal("GET_INFLIGHT_FD", e),
             }
         }
+        self.inflight_from_us = true;
         log::debug!(
             "inflight buffer: {nq} queue(s) of {qs}, {} bytes",
             a.mmap_size
@@ -390,6 +401,9 @@ impl VhostUserBackendReqHandlerMut for Conn {
                     msg.num_queues,
                     msg.queue_size
                 );
+                if !self.inflight_from_us {
+                    super::channel::reconnected(&self.device);
+                }
                 self.inflight = Some(r);
                 // `file` closes here; the mapping stays.
                 Ok(())
