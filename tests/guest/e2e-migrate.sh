@@ -15,6 +15,12 @@
 #     reads back;
 #   * the image holds every block the console (source + destination)
 #     acknowledged (check-crash.py) and the source daemon logged dirty pages.
+# Shown to fail: with a vblk whose dirty log marks nothing (the log offered,
+# taken and turned on, but `VuDirtyLog::mark` returning at once) the guest
+# finds zeroes instead of the read data in its page cache on the
+# destination, with both QEMUs ("the page cache holds wrong data after
+# device reads"). The migration is throttled (32 MiB/s, 100 ms downtime) so
+# that the guest really runs while its RAM is copied.
 #
 #   tests/guest/e2e-migrate.sh            both QEMUs: bookworm 7.2, trixie 11
 #   VBLK_MIGRATE_QEMU="trixie" tests/guest/e2e-migrate.sh    one of them
