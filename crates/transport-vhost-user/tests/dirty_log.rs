@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ struct Daemon {
     stop: Arc<StopSignal>,
     thread: Option<std::thread::JoinHandle<()>>,
     backend: ScriptedBackend,
+    dev: Arc<BlkDevice>,
     sock: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -46,7 +48,7 @@ impl Daemon {
         ));
         let stop = Arc::new(StopSignal::new().unwrap());
         let thread = {
-            let (stop, sock) = (stop.clone(), sock.clone());
+            let (stop, sock, dev) = (stop.clone(), sock.clone(), dev.clone());
             std::thread::spawn(move || serve(dev, &sock, Default::default(), stop).unwrap())
         };
         let t = Instant::now();
@@ -58,6 +60,7 @@ impl Daemon {
             stop,
             thread: Some(thread),
             backend,
+            dev,
             sock,
             _dir: dir,
         }
@@ -279,4 +282,57 @@ fn hostile_log_bases_drop_the_front_end_and_the_daemon_serves_on() {
     let _ = g.fe().set_log_base(0, None);
     let mut g = d.connect();
     read(&mut g, 0x20_0000, 0x30_0000, 0x40_0000);
+}
+
+#[test]
+fn merged_reads_log_each_request_and_a_failed_read_logs_its_pages() {
+    let d = Daemon::start();
+    let mut g = d.connect();
+    let log = memfd(c"log", PAGE).unwrap();
+    set_log(&g, &log, 256, 0).unwrap();
+    logging(&g, true);
+    clear(&log, 0, PAGE as usize);
+    // Two adjacent reads made available together: one merged operation
+    // with the storage, two requests each logging its own pages.
+    let mut want: BTreeSet<u64> = used_ring_pages(&g);
+    for (i, (hdr, data, status)) in [
+        (0x20_0000, 0x30_0000, 0x40_0000),
+        (0x20_1000, 0x50_0000, 0x60_0000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        g.ram.write(hdr, &header(T_IN, 8 * i as u64));
+        let h = g.ring.chain(
+            &g.ram.mem,
+            &[(hdr, 16, 0), (data, 4096, F_WRITE), (status, 1, F_WRITE)],
+        );
+        g.ring.stage(&g.ram.mem, h);
+        want.extend(pages(data, 4096).chain(pages(status, 1)));
+    }
+    g.ring.flush_avail(&g.ram.mem);
+    g.kick();
+    assert!(g.wait_used().is_some() && g.wait_used().is_some());
+    let merged = d.dev.stats().queue(0).merged.load(Ordering::Relaxed);
+    assert_eq!(merged, 1, "the two reads were not merged");
+    assert_eq!(dirty_pages(&log, 0, 256), want);
+
+    // A read the storage fails: the status byte (IOERR) is logged, and the
+    // data pages with it (the kernel may have written part of them).
+    clear(&log, 0, PAGE as usize);
+    d.backend.set_script(|_, _, _| Outcome::Errno {
+        errno: libc::EIO,
+        delay: Duration::ZERO,
+    });
+    g.ram.write(0x20_0000, &header(T_IN, 0));
+    g.submit_segs(&[
+        (0x20_0000, 16, 0),
+        (0x70_0000, 4096, F_WRITE),
+        (0x40_0000, 1, F_WRITE),
+    ]);
+    g.wait_used().expect("the read completed");
+    assert_eq!(g.ram.u8_at(0x40_0000), 1, "IOERR");
+    let mut want: BTreeSet<u64> = pages(0x70_0000, 4096).chain(pages(0x40_0000, 1)).collect();
+    want.extend(used_ring_pages(&g));
+    assert_eq!(dirty_pages(&log, 0, 256), want);
 }
