@@ -105,7 +105,7 @@ one() {
     serve dst
     PHASE="$q: the destination QEMU"
     setsid "$HERE/run-guest.sh" --transport vhost-user --qemu "$q" --socket "$D/dst.sock" --test migrate \
-        --qmp "$D/dst.qmp" --incoming "unix:$D/migrate.sock" --log "$D/dst-guest.log" \
+        --qmp "$D/dst.qmp" --incoming "unix:$D/migrate.sock" --log "$D/dst-guest.log" --trace "$D/dst-trace.log" \
         --timeout $((SECS + 300)) --append "vblk.migrate_secs=$SECS init_on_alloc=0 init_on_free=0" >"$D/dst-run.out" 2>&1 &
     GPIDS+=($!)
     local dst=$!
@@ -155,6 +155,9 @@ one() {
     dirty=$(grep -c "dirty logging on" "$D/daemon-src.log" || true)
     [ "$dirty" -gt 0 ] || { echo "e2e-migrate: the source daemon never turned dirty logging on" >&2; exit 1; }
     echo "   $total acknowledged writes ($(grep -c "^VBLK-ACK" "$D/src-guest.log" || true) on the source); source daemon: $(grep -m1 "dirty logging off" "$D/daemon-src.log" || echo "logging still on at the end")"
+    # SET_CONFIG is vhost-user request 25: whether the destination QEMU
+    # hands the guest's config (the write-cache byte) to its back end.
+    echo "   destination QEMU: $(grep -c "vhost_user_write req:25 " "$D/dst-trace.log" || true) SET_CONFIG, $(grep -c "vhost_user_write req:6 " "$D/dst-trace.log" || true) SET_LOG_BASE sent to its daemon"
     echo "e2e-migrate ($q): PASS in $(since "$t0")s"
 }
 
