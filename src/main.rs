@@ -138,6 +138,10 @@ struct ServeArgs {
     /// Do not offer DISCARD / WRITE_ZEROES.
     #[arg(long)]
     no_discard: bool,
+    /// Do not offer packed virtqueues (VIRTIO_F_RING_PACKED): drivers use
+    /// split rings.
+    #[arg(long)]
+    no_packed_rings: bool,
     /// The write cache a driver starts with: on = write-back (writes are
     /// durable after FLUSH), off = write-through (every write is durable
     /// before it completes). A guest switches it through
@@ -300,6 +304,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let mut cfg = BlkConfig::new(capacity);
     cfg.read_only = a.readonly || backend.read_only();
     cfg.discard = !a.no_discard && backend.supports_discard();
+    cfg.packed_rings = !a.no_packed_rings;
     cfg.num_queues = a.num_queues;
     cfg.write_cache = a.write_cache == OnOff::On;
     cfg.queue_size = a.queue_size.unwrap_or(if a.vhost_user.is_some() {

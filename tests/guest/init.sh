@@ -32,6 +32,14 @@ SECTORS=$(cat /sys/block/vda/size)
 say "START $TEST"
 say "disk vda sectors=$SECTORS ro=$(cat /sys/block/vda/ro) serial=$(cat /sys/block/vda/serial 2>/dev/null) queues=$(ls /sys/block/vda/mq | wc -l)"
 [ -n "$SERIAL" ] && { [ "$(cat /sys/block/vda/serial)" = "$SERIAL" ] || fail "serial (GET_ID) is '$(cat /sys/block/vda/serial)', want '$SERIAL'"; }
+# vblk.packed=1|0: the ring layout must be packed (VIRTIO_F_RING_PACKED, bit
+# 34 of the negotiated features; the file lists bit 0 first) or split.
+PACKED=$(arg vblk.packed)
+if [ -n "$PACKED" ]; then
+    bit=$(cut -c35 /sys/block/vda/device/features)
+    [ "$bit" = "$PACKED" ] || fail "feature bit 34 (RING_PACKED) is '$bit', want '$PACKED' ($(cat /sys/block/vda/device/features))"
+    say "ring layout: RING_PACKED=$bit"
+fi
 
 # The pattern at byte offset O: the line "vblk-O" repeated, cut to LEN bytes.
 pattern() { yes "vblk-$1" | head -c "$2"; }

@@ -5,7 +5,7 @@
 #                [--transport vhost-user|vfio-user] [--mode modern|legacy|intx]
 #                [--num-queues N] [--serial S] [--log FILE] [--timeout SECONDS]
 #                [--append "KERNEL ARGS"] [--with-fio] [--print-cmd]
-#                [--reconnect] [--trace FILE]
+#                [--reconnect] [--trace FILE] [--packed|--split]
 #                [--qemu bookworm|trixie] [--qmp PATH] [--incoming URI]
 #
 # vhost-user: bookworm's QEMU 7.2, -device vhost-user-blk-pci (N queues).
@@ -25,6 +25,10 @@
 # (QEMU 7.2: reconnect=1, one attempt a second), for the crash test.
 # --trace FILE: QEMU's vhost_user_read/_write/_event trace events go to FILE
 # ("vhost_user_write req:31" is GET_INFLIGHT_FD, req:32 SET_INFLIGHT_FD).
+# --packed: packed virtqueues (vhost-user: packed=on on the QEMU device;
+# vfio-user: the daemon offers them) and the guest fails its test unless
+# VIRTIO_F_RING_PACKED (bit 34) was negotiated; --split: the guest checks
+# that it was not (vhost-user: QEMU's default packed=off).
 # --qemu trixie (vhost-user): QEMU 11 from the trixie chroot instead of 7.2.
 # --qmp PATH: a QMP server on the unix socket PATH (live migration tests).
 # --incoming URI: start as a migration destination (QEMU -incoming URI); the
@@ -32,7 +36,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
-TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=180 FIO=0 APPEND="" PRINT=0 RECONNECT=0 TRACE=""
+TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=180 FIO=0 APPEND="" PRINT=0 RECONNECT=0 TRACE="" PACKED=""
 QEMU_CHROOT=bookworm QMP="" INCOMING=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,6 +53,8 @@ while [ $# -gt 0 ]; do
         --print-cmd) PRINT=1; shift ;;
         --reconnect) RECONNECT=1; shift ;;
         --trace) TRACE=$2; shift 2 ;;
+        --packed) PACKED=1; shift ;;
+        --split) PACKED=0; shift ;;
         --qemu) QEMU_CHROOT=$2; shift 2 ;;
         --qmp) QMP=$2; shift 2 ;;
         --incoming) INCOMING=$2; shift 2 ;;
@@ -75,7 +81,9 @@ case "$TRANSPORT" in
         esac
         CHR="socket,id=c0,path=$SOCK"
         [ "$RECONNECT" = 1 ] && CHR="$CHR,reconnect=1"
-        DEV=(-chardev "$CHR" -device "vhost-user-blk-pci,chardev=c0,num-queues=$NQ") ;;
+        PK=""
+        [ "$PACKED" = 1 ] && PK=",packed=on"
+        DEV=(-chardev "$CHR" -device "vhost-user-blk-pci,chardev=c0,num-queues=$NQ$PK") ;;
     vfio-user) R=$CACHE/trixie; DEV=(-device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$SOCK\",\"type\":\"unix\"}}") ;;
     *) echo "run-guest.sh: unknown transport $TRANSPORT" >&2; exit 2 ;;
 esac
@@ -88,6 +96,7 @@ case "$MODE" in
     intx) CMDLINE="$CMDLINE pci=nomsi" ;;
     *) echo "run-guest.sh: unknown mode $MODE" >&2; exit 2 ;;
 esac
+[ -n "$PACKED" ] && CMDLINE="$CMDLINE vblk.packed=$PACKED"
 [ -n "$APPEND" ] && CMDLINE="$CMDLINE $APPEND"
 
 QEMU=("$R/lib64/ld-linux-x86-64.so.2" --library-path "$R/usr/lib/x86_64-linux-gnu:$R/lib/x86_64-linux-gnu"

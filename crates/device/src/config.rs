@@ -33,6 +33,9 @@ pub struct BlkConfig {
     pub queue_size: u16,
     /// `seg_max`: data segments per request.
     pub seg_max: u32,
+    /// Offer packed virtqueues (`VIRTIO_F_RING_PACKED`) where the transport
+    /// can carry them (vhost-user, modern PCI).
+    pub packed_rings: bool,
     /// The write-cache mode a driver starts with (`--write-cache`): true =
     /// write-back (FLUSH makes writes durable), false = write-through
     /// (every write durable before it completes).
@@ -51,6 +54,7 @@ impl BlkConfig {
             num_queues: 1,
             queue_size: 256,
             seg_max: 254,
+            packed_rings: true,
             write_cache: true,
         }
     }

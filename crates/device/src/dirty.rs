@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use vblk_queue::Region;
+use vblk_queue::{Queue, QueueT, Region};
 
 /// "The log is a bitmap, one bit per page of `VHOST_LOG_PAGE` (0x1000)
 /// bytes of guest physical address" (vhost-user.rst, "Migration").
@@ -133,14 +133,25 @@ impl Dirty {
         }
     }
 
-    /// The device wrote queue `qi`'s used ring (elements, index, or
-    /// `avail_event`): log the whole ring of `size` entries, "6 + 8 *
-    /// Queue Size" bytes (virtio 1.2, 2.7.8) at the logging address.
+    /// The device wrote queue `qi`'s ring (used elements, the used index,
+    /// `avail_event`; packed: used descriptors, the device event
+    /// suppression structure): log it whole, when the front end asked for
+    /// the ring to be logged. Split: "6 + 8 * Queue Size" bytes (virtio
+    /// 1.2, 2.7.8) at the logging address ("the write to first byte of the
+    /// used ring is logged at this offset from log start"). Packed: the
+    /// descriptor ring (16 * Queue Size bytes, 2.8.10) and the 4-byte
+    /// device area (2.8.14) at their guest addresses.
     #[inline]
-    pub(crate) fn used_ring(&self, qi: u16, size: u16) {
+    pub(crate) fn ring_written(&self, qi: u16, queue: &Queue, packed: bool) {
         if let Some(l) = self.on() {
             if let Some(at) = l.used_ring(qi) {
-                l.mark(at, 6 + 8 * u64::from(size));
+                let size = u64::from(queue.size());
+                if packed {
+                    l.mark(queue.desc_table(), 16 * size);
+                    l.mark(queue.used_ring(), 4);
+                } else {
+                    l.mark(at, 6 + 8 * size);
+                }
             }
         }
     }

@@ -13,7 +13,8 @@
 //! * `plan`: a chain becomes storage operations (request crate validates);
 //! * `merge`: adjacent reads/writes of a round become one operation;
 //! * `inflight`: the generation-tagged table of requests in flight;
-//! * `used`: used elements, the used index, the interrupt decision.
+//! * `used`: used elements, the used index, the interrupt decision;
+//! * `ring`: the same steps over a packed ring (`VIRTIO_F_RING_PACKED`).
 
 use std::sync::Arc;
 
@@ -25,11 +26,15 @@ pub mod dirty;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing_packed;
 mod inflight;
 pub mod live;
 mod merge;
 mod plan;
 mod resize;
+mod ring;
 pub mod runner;
 pub mod stats;
 mod used;
@@ -40,6 +45,7 @@ pub use config_write::{ConfigWriteError, WRITEBACK_OFFSET};
 pub use dirty::{DirtyLog, LogBitmap};
 pub use live::{LiveConfig, NotifierHandle};
 pub use merge::MERGE_MAX_BYTES;
+pub use ring::{packed_base, set_packed_base};
 pub use stats::{QueueStats, Stats};
 pub use worker::{InflightLog, QueueError, QueueWorker};
 
@@ -60,6 +66,9 @@ pub mod features {
     pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
     pub const VIRTIO_RING_F_EVENT_IDX: u32 = virtio_ring::VIRTIO_RING_F_EVENT_IDX;
     pub const VIRTIO_F_VERSION_1: u32 = virtio_config::VIRTIO_F_VERSION_1;
+    /// Packed virtqueues (bit 34): offered by the transports that carry
+    /// the ring positions (vhost-user, modern PCI), not by legacy PCI.
+    pub const VIRTIO_F_RING_PACKED: u32 = virtio_config::VIRTIO_F_RING_PACKED;
 
     pub const fn bit(b: u32) -> u64 {
         1u64 << b

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vblk_interrupt::Interrupt;
-use vblk_queue::{Queue, QueueT};
+use vblk_queue::Queue;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
@@ -108,6 +108,9 @@ pub struct RingSetup {
     pub inflight: Option<Box<dyn InflightLog>>,
     /// Heads to execute before anything from the avail ring (recovery).
     pub resubmit: Vec<u16>,
+    /// `VIRTIO_F_RING_PACKED` was negotiated: `queue` describes a packed
+    /// ring (see `crate::ring`).
+    pub packed: bool,
 }
 
 /// What [`Runners::stop`] hands back.
@@ -550,6 +553,7 @@ impl RunnerThread {
             on_broken,
             inflight,
             resubmit,
+            packed,
         } = ring;
         if let Some(k) = &kick {
             self.epoll.ctl(
@@ -559,7 +563,7 @@ impl RunnerThread {
             )?;
         }
         let q = &mut self.queues[slot];
-        q.worker.attach(&queue);
+        let attached = q.worker.attach_ring(&queue, packed);
         q.worker.set_inflight_log(inflight);
         q.poll_window = self.opts.poll;
         let snapshot = mem.memory().into_inner();
@@ -573,6 +577,10 @@ impl RunnerThread {
             broken: false,
             faults: vblk_memory::contained_faults(),
         });
+        if let Err(e) = attached {
+            self.broken(slot, e);
+            return Ok(());
+        }
         if let (false, Some(a)) = (resubmit.is_empty(), q.active.as_mut()) {
             log::info!(
                 "queue {index}: resubmitting {} requests that were in flight",
@@ -666,10 +674,7 @@ impl RunnerThread {
         let mut batch = FIRST_ROUND.min(max_batch);
         for _ in 0..max_rounds {
             let r = (|| -> Result<bool, QueueError> {
-                let qi = q.worker.index();
-                a.queue
-                    .disable_notification(&*mem)
-                    .map_err(|e| QueueError::Ring(qi, e))?;
+                q.worker.set_notification(&mut a.queue, &*mem, false)?;
                 let popped = q.worker.pop_and_submit(&mut a.queue, &*mem, batch)?;
                 q.worker.reap(&mut a.queue, &*mem, 0)?;
                 q.worker.publish(&mut a.queue, &*mem, &*a.irq)?;
@@ -677,9 +682,7 @@ impl RunnerThread {
                     return Ok(true);
                 }
                 // Re-enable kicks; chains that raced in mean another round.
-                a.queue
-                    .enable_notification(&*mem)
-                    .map_err(|e| QueueError::Ring(qi, e))
+                q.worker.set_notification(&mut a.queue, &*mem, true)
             })();
             batch = (batch * 2).min(max_batch);
             match r {
@@ -727,7 +730,7 @@ impl RunnerThread {
         // notification (a syscall) for every request found by polling.
         for q in &mut self.queues {
             if let Some(a) = q.active.as_mut().filter(|a| !a.broken) {
-                let _ = a.queue.disable_notification(&*a.mem);
+                let _ = q.worker.set_notification(&mut a.queue, &*a.mem, false);
             }
         }
         let deadline = Instant::now() + window;
@@ -738,7 +741,7 @@ impl RunnerThread {
                 if a.broken {
                     continue;
                 }
-                let pending = vblk_queue::has_pending(&a.queue, &*a.mem).unwrap_or(false);
+                let pending = q.worker.has_pending(&a.queue, &*a.mem);
                 let done = q.worker.in_flight() > 0
                     && q.worker.reap(&mut a.queue, &*a.mem, 0).unwrap_or(0) > 0;
                 if done {
@@ -764,7 +767,10 @@ impl RunnerThread {
             // Kicks back on before sleeping; chains that raced in are work.
             for q in &mut self.queues {
                 if let Some(a) = q.active.as_mut().filter(|a| !a.broken) {
-                    found |= a.queue.enable_notification(&*a.mem).unwrap_or(true);
+                    found |= q
+                        .worker
+                        .set_notification(&mut a.queue, &*a.mem, true)
+                        .unwrap_or(true);
                 }
             }
         }

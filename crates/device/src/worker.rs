@@ -45,6 +45,8 @@ pub enum QueueError {
     Chain(u16, u16, BrokenChain),
     #[error("virtqueue {0}: guest memory faulted (a mapping reaches past its file, or a write to read-only memory)")]
     MemoryFault(u16),
+    #[error("virtqueue {0} (packed): {1}")]
+    Packed(u16, vblk_queue::packed::PackedError),
 }
 
 /// Hooks for crash recovery (vhost-user's inflight region): the worker
@@ -86,21 +88,21 @@ pub struct QueueWorker {
     engine: Box<dyn IoEngine>,
     limits: Limits,
     serial: [u8; ID_BYTES],
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     requests: Table<Pending>,
     ops: Table<Op>,
     /// This round's operations before merging; token = request token.
     planned: Vec<IoRequest>,
     completions: Vec<IoCompletion>,
-    chain: Chain,
+    pub(crate) chain: Chain,
     /// Data bytes planned in the current round, and the cap.
-    round_bytes: u64,
-    max_round_bytes: u64,
+    pub(crate) round_bytes: u64,
+    pub(crate) max_round_bytes: u64,
     merge_max_bytes: u64,
     /// Used index at the last interrupt decision.
     signalled: u16,
     /// Used elements written since the last publication.
-    unpublished: u32,
+    pub(crate) unpublished: u32,
     log: Option<Box<dyn InflightLog>>,
     /// Live migration: the guest pages written are logged here.
     dirty: Dirty,
@@ -108,6 +110,8 @@ pub struct QueueWorker {
     cancel_after: Duration,
     /// The last `submit` failed: requests wait in the engine for another.
     submit_failed: bool,
+    /// The ring is packed (`crate::ring`); `None`: split.
+    pub(crate) packed: Option<vblk_queue::packed::PackedRing>,
     /// Capacity and cache mode as they change (resize, CONFIG_WCE); read
     /// for every chain planned.
     live: Option<Arc<LiveConfig>>,
@@ -144,6 +148,7 @@ impl QueueWorker {
             stuck_after: STUCK_AFTER,
             cancel_after: CANCEL_AFTER,
             submit_failed: false,
+            packed: None,
             live: None,
             write_through: false,
         }
@@ -213,6 +218,7 @@ impl QueueWorker {
     pub fn attach(&mut self, queue: &Queue) {
         self.signalled = queue.next_used();
         self.unpublished = 0;
+        self.packed = None;
     }
 
     fn qstats(&self) -> &QueueStats {
@@ -229,13 +235,11 @@ impl QueueWorker {
         mem: &M,
         irq: &dyn Interrupt,
     ) -> Result<usize, QueueError> {
-        let qi = self.index;
-        let err = |e| QueueError::Ring(qi, e);
         self.signalled = queue.next_used().wrapping_sub(self.unpublished as u16);
         let mut total = 0usize;
         let result = loop {
-            if let Err(e) = queue.disable_notification(mem) {
-                break Err(err(e));
+            if let Err(e) = self.set_notification(queue, mem, false) {
+                break Err(e);
             }
             match self.pop_and_submit(queue, mem, usize::MAX) {
                 Ok(n) => total += n,
@@ -246,10 +250,10 @@ impl QueueWorker {
             }
             // Re-enable kicks; if the driver added chains meanwhile, go again
             // (otherwise a kick it suppressed would be lost).
-            match queue.enable_notification(mem) {
+            match self.set_notification(queue, mem, true) {
                 Ok(true) => continue,
                 Ok(false) => break Ok(()),
-                Err(e) => break Err(err(e)),
+                Err(e) => break Err(e),
             }
         };
         // Whatever happened, nothing stays in flight past this call.
@@ -269,6 +273,9 @@ impl QueueWorker {
         mem: &M,
         budget: usize,
     ) -> Result<usize, QueueError> {
+        if self.packed.is_some() {
+            return self.pop_packed(queue, mem, budget);
+        }
         let qi = self.index;
         let size = queue.size();
         let table = GuestAddress(queue.desc_table());
@@ -341,40 +348,52 @@ impl QueueWorker {
             if let Some(log) = self.log.as_mut() {
                 log.popped(head);
             }
-            self.refresh_live();
-            let first = self.planned.len();
-            let plan = Planner {
-                queue: qi,
-                limits: &self.limits,
-                serial: &self.serial,
-                stats: s,
-                write_through: self.write_through,
-            }
-            .plan(&chain, mem, &mut self.planned);
-            match plan {
-                Plan::Done(len) => {
-                    self.dirty.written(&chain.writable);
-                    if let Err(e) = self.push_used(queue, mem, head, len) {
-                        result = Err(e);
-                        break;
-                    }
-                }
-                Plan::Io(mut p) => {
-                    p.dirty = self.dirty.record(&chain.writable);
-                    self.round_bytes = self.round_bytes.saturating_add(p.bytes);
-                    let token = self.requests.insert(p);
-                    for op in &mut self.planned[first..] {
-                        op.token = token;
-                    }
-                }
+            if let Err(e) = self.start_chain(queue, mem, &chain) {
+                result = Err(e);
+                break;
             }
         }
         self.chain = chain;
         result
     }
 
+    /// Plan one walked chain: answer it at once or queue its operations.
+    pub(crate) fn start_chain<M: GuestMemory>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        chain: &Chain,
+    ) -> Result<(), QueueError> {
+        self.refresh_live();
+        let stats = self.stats.clone();
+        let first = self.planned.len();
+        let plan = Planner {
+            queue: self.index,
+            limits: &self.limits,
+            serial: &self.serial,
+            stats: stats.queue(usize::from(self.index)),
+            write_through: self.write_through,
+        }
+        .plan(chain, mem, &mut self.planned);
+        match plan {
+            Plan::Done(len) => {
+                self.dirty.written(&chain.writable);
+                self.push_used(queue, mem, chain.head, len)?
+            }
+            Plan::Io(mut p) => {
+                p.dirty = self.dirty.record(&chain.writable);
+                self.round_bytes = self.round_bytes.saturating_add(p.bytes);
+                let token = self.requests.insert(p);
+                for op in &mut self.planned[first..] {
+                    op.token = token;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Merge this round's operations and hand them to the engine.
-    fn submit_planned(&mut self) {
+    pub(crate) fn submit_planned(&mut self) {
         if self.planned.is_empty() {
             return;
         }
@@ -602,7 +621,11 @@ impl QueueWorker {
         head: u16,
         len: u32,
     ) -> Result<(), QueueError> {
-        used::push(self.index, queue, mem, head, len)?;
+        if self.packed.is_some() {
+            self.push_used_packed(queue, mem, head, len)?;
+        } else {
+            used::push(self.index, queue, mem, head, len)?;
+        }
         inc(&self.qstats().used_pushes);
         self.unpublished += 1;
         if let Some(log) = self.log.as_mut() {
@@ -622,9 +645,14 @@ impl QueueWorker {
         if self.unpublished == 0 {
             return Ok(());
         }
+        if self.packed.is_some() {
+            // The used descriptors are written (and visible) already.
+            self.dirty.ring_written(self.index, queue, true);
+            return self.publish_packed(mem, irq);
+        }
         let qi = self.index;
         used::publish(qi, queue, mem)?;
-        self.dirty.used_ring(qi, queue.size());
+        self.dirty.ring_written(qi, queue, false);
         self.unpublished = 0;
         inc(&self.qstats().reaps);
         if let Some(log) = self.log.as_mut() {
@@ -716,7 +744,8 @@ impl QueueWorker {
         let p = self.publish(queue, mem, irq);
         // `avail_event` is written between publications: the ring as it
         // stops (before GET_VRING_BASE answers) is logged whole.
-        self.dirty.used_ring(self.index, queue.size());
+        self.dirty
+            .ring_written(self.index, queue, self.packed.is_some());
         r.and(p)
     }
 }

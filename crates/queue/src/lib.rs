@@ -6,6 +6,9 @@
 //! streams, the device-readable bytes and the device-writable bytes, so that
 //! request parsing never depends on how the driver split its buffers into
 //! descriptors.
+//!
+//! Packed virtqueues (`VIRTIO_F_RING_PACKED`), which `virtio-queue` does not
+//! have, are this crate's own: [`packed`].
 
 use std::num::Wrapping;
 
@@ -13,6 +16,7 @@ use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Address, GuestAddress, GuestMemory};
 
 mod cursor;
+pub mod packed;
 mod walk;
 
 pub use cursor::{host_iovecs, Cursor};

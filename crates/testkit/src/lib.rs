@@ -5,6 +5,8 @@
 //! * [`ring`]: a split virtqueue the caller fills like a driver
 //!   (descriptors, chains, indirect tables, avail ring, used ring, event-idx
 //!   fields) — including every way a hostile driver can get it wrong;
+//! * [`packed`]: the same for a packed virtqueue (wrap counters, buffer
+//!   ids, event suppression structures);
 //! * [`blk`]: virtio-blk requests (header, data, status) for every type;
 //! * [`vhost_user`]: a vhost-user front end (rust-vmm `vhost`'s frontend,
 //!   plus raw messages for what that API refuses to send);
@@ -17,6 +19,7 @@
 pub mod blk;
 pub mod fuzz;
 pub mod mem;
+pub mod packed;
 pub mod ring;
 pub mod vhost_user;
 
@@ -26,4 +29,5 @@ mod irq;
 pub use irq::RecordingInterrupt;
 
 pub use mem::GuestRam;
+pub use packed::PackedDriver;
 pub use ring::{Desc, SplitRing, F_INDIRECT, F_NEXT, F_WRITE};

@@ -26,6 +26,9 @@ use crate::blk::{features as vf, Request, STATUS_UNSET};
 use crate::mem::GuestRam;
 use crate::ring::{Seg, SplitRing};
 
+mod packed;
+pub use packed::RING_PACKED;
+
 /// Front-end request codes (vhost-user spec, "Front-end message types").
 pub mod req {
     pub const GET_FEATURES: u32 = 1;

@@ -11,6 +11,7 @@
 
 mod cases;
 mod migration;
+mod packed;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -167,6 +168,7 @@ fn supported(info: &Info, need: Need) -> Result<(), String> {
 /// Every case, in order.
 pub fn catalogue() -> Vec<Case> {
     let mut all = cases::all();
+    all.extend(packed::all());
     all.extend(migration::all());
     all
 }

@@ -166,7 +166,14 @@ impl PciFunction {
         }
     }
 
+    /// The driver accepted packed rings (modern interface only: a legacy
+    /// driver sees 32 feature bits and cannot set bit 34).
+    pub(crate) fn packed(&self) -> bool {
+        self.driver_features & features::bit(features::VIRTIO_F_RING_PACKED) != 0
+    }
+
     fn start_queues(&mut self) {
+        let packed = self.packed();
         for (i, q) in self.queues.iter().enumerate() {
             if !q.queue.ready() {
                 continue;
@@ -178,6 +185,11 @@ impl PciFunction {
                     continue;
                 }
             };
+            let mut queue = queue;
+            if packed {
+                // A fresh packed ring: slot 0, both wrap counters 1 (2.8.1).
+                vblk_device::set_packed_base(&mut queue, 0x8000_8000);
+            }
             let broken = self.broken.clone();
             let irq = self.irq.clone();
             let ring = RingSetup {
@@ -195,6 +207,7 @@ impl PciFunction {
                 }),
                 inflight: None,
                 resubmit: Vec::new(),
+                packed,
             };
             if let Err(e) = self.runners.start(i as u16, ring) {
                 log::error!("virtio-blk PCI: cannot start queue {i}: {e}");
@@ -283,7 +296,11 @@ impl PciFunction {
     /// Features offered: the device's, with VERSION_1 on the modern
     /// interface only; a legacy driver sees the low 32 bits.
     pub(crate) fn offered_features(&self, legacy: bool) -> u64 {
-        let f = self.dev.features() | VERSION_1;
+        let mut f = self.dev.features() | VERSION_1;
+        if self.dev.config().packed_rings {
+            // Bit 34: the modern interface only (a legacy driver sees 32 bits).
+            f |= features::bit(features::VIRTIO_F_RING_PACKED);
+        }
         if legacy {
             f & 0xffff_ffff
         } else {
@@ -511,9 +528,13 @@ impl PciFunction {
             self.status = new;
             let bad = {
                 let mem = self.mem.memory();
+                // Packed rings have 4-byte event areas where the split
+                // layout's checks would ask for whole rings: the worker
+                // checks a packed ring as it attaches and as it reads it.
+                let packed = self.packed();
                 self.queues
                     .iter()
-                    .position(|q| q.queue.ready() && !q.queue.is_valid(&*mem))
+                    .position(|q| q.queue.ready() && !packed && !q.queue.is_valid(&*mem))
             };
             if let Some(i) = bad {
                 self.needs_reset(&format!(

@@ -40,6 +40,7 @@ pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
 pub mod channel;
 mod messages;
 mod migration;
+mod packed;
 mod vring;
 
 use vring::{RingAddr, Vring};
@@ -154,8 +155,22 @@ impl Conn {
         self.vrings.iter().any(|v| v.running)
     }
 
-    /// Quiesce and stop ring `i`; returns where the avail ring stopped.
-    fn stop_ring(&mut self, i: u16) -> u16 {
+    /// Device features plus PROTOCOL_FEATURES, LOG_ALL (live migration)
+    /// and (unless turned off) packed rings.
+    fn offered_features(&self) -> u64 {
+        let mut f = self.device.features()
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            | VhostUserVirtioFeatures::LOG_ALL.bits();
+        if self.device.config().packed_rings {
+            f |= features::bit(features::VIRTIO_F_RING_PACKED);
+        }
+        f
+    }
+
+    /// Quiesce and stop ring `i`; returns where the ring stopped (its
+    /// GET_VRING_BASE value).
+    fn stop_ring(&mut self, i: u16) -> u32 {
+        let packed = self.packed();
         let Some(v) = self.vrings.get_mut(usize::from(i)) else {
             return 0;
         };
@@ -163,7 +178,11 @@ impl Conn {
             // "stop ring upon receiving VHOST_USER_GET_VRING_BASE": every
             // in-flight request completes and is on the used ring first.
             if let Some(st) = self.runners.stop(i) {
-                v.base = st.queue.next_avail();
+                v.base = if packed {
+                    vblk_device::packed_base(&st.queue)
+                } else {
+                    u32::from(st.queue.next_avail())
+                };
                 if st.broken {
                     log::info!("queue {i}: stopped after it broke");
                 }
@@ -186,20 +205,18 @@ impl Conn {
         a: &RingAddr,
         size: u16,
     ) -> Res<(GuestAddress, GuestAddress, GuestAddress)> {
-        let n = u64::from(size);
-        // virtio 1.2, 2.7: descriptor table 16 * size, available ring
-        // 6 + 2 * size, used ring 6 + 8 * size bytes (with EVENT_IDX fields).
+        let (desc_len, avail_len, used_len) = self.ring_area_sizes(size);
         let desc = self
             .table
-            .uaddr_to_gpa(a.desc, 16 * n)
+            .uaddr_to_gpa(a.desc, desc_len)
             .ok_or_else(|| format!("descriptor table {:#x} is not in guest memory", a.desc))?;
         let avail = self
             .table
-            .uaddr_to_gpa(a.avail, 6 + 2 * n)
+            .uaddr_to_gpa(a.avail, avail_len)
             .ok_or_else(|| format!("available ring {:#x} is not in guest memory", a.avail))?;
         let used = self
             .table
-            .uaddr_to_gpa(a.used, 6 + 8 * n)
+            .uaddr_to_gpa(a.used, used_len)
             .ok_or_else(|| format!("used ring {:#x} is not in guest memory", a.used))?;
         Ok((desc, avail, used))
     }
@@ -245,6 +262,21 @@ impl Conn {
         q.set_event_idx(
             self.acked_features & features::bit(features::VIRTIO_RING_F_EVENT_IDX) != 0,
         );
+        let packed = self.packed();
+        if packed {
+            // Both positions come from SET_VRING_BASE; the worker checks
+            // them against the ring size when it attaches.
+            vblk_device::set_packed_base(&mut q, self.packed_start_base(base));
+            if self.inflight.is_some() {
+                log::info!(
+                    "queue {i}: packed ring: the inflight region is not used (requests in flight at a crash are not resubmitted)"
+                );
+            }
+            return self.start_ring(i, q, kick, Vec::new(), None, true);
+        }
+        let Ok(base) = u16::try_from(base) else {
+            return Err(format!("queue {i}: base {base:#x} exceeds 16 bits"));
+        };
         // The used ring in guest memory says how far the device got (as in
         // libvhost-user, which reads `used->idx` when the ring is set up).
         let used_idx_addr = used
@@ -295,6 +327,22 @@ impl Conn {
                 "queue {i}: rings at {desc:?}/{avail:?}/{used:?} (size {size}) are not valid guest memory"
             ));
         }
+        log::debug!("queue {i}: avail at {next_avail}, used at {used_idx}");
+        self.start_ring(i, q, kick, resubmit, log, false)
+    }
+
+    /// Hand ring `i`, set up as `q`, to its runner.
+    fn start_ring(
+        &mut self,
+        i: u16,
+        mut q: Queue,
+        kick: Option<Arc<vmm_sys_util::eventfd::EventFd>>,
+        resubmit: Vec<u16>,
+        log: Option<Box<dyn vblk_device::InflightLog>>,
+        packed: bool,
+    ) -> Res<()> {
+        q.set_ready(true);
+        let size = q.size();
         let stats = self.device.stats().clone();
         let v = &self.vrings[usize::from(i)];
         let err_fd = v.err.clone();
@@ -313,6 +361,7 @@ impl Conn {
             on_broken,
             inflight: log,
             resubmit,
+            packed,
         };
         self.runners
             .start(i, setup)
@@ -322,7 +371,7 @@ impl Conn {
         // without waiting for the next kick: "in case of I/O hang after
         // reconnecting" (libvhost-user).
         self.runners.kick(i);
-        log::debug!("queue {i}: started, size {size}, avail at {next_avail}, used at {used_idx}");
+        log::debug!("queue {i}: started, size {size}, packed {packed}");
         Ok(())
     }
 

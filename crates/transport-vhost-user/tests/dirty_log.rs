@@ -18,7 +18,7 @@ use vblk_device::{BlkConfig, BlkDevice};
 use vblk_testkit::blk::{header, T_IN, T_OUT};
 use vblk_testkit::mem::memfd;
 use vblk_testkit::ring::F_WRITE;
-use vblk_testkit::vhost_user::{Driver, Options};
+use vblk_testkit::vhost_user::{Driver, Options, RING_PACKED};
 use vblk_transport_vhost_user::{serve, StopSignal};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::{VhostBackend, VhostUserDirtyLogRegion, VringConfigData};
@@ -334,5 +334,47 @@ fn merged_reads_log_each_request_and_a_failed_read_logs_its_pages() {
     assert_eq!(g.ram.u8_at(0x40_0000), 1, "IOERR");
     let mut want: BTreeSet<u64> = pages(0x70_0000, 4096).chain(pages(0x40_0000, 1)).collect();
     want.extend(used_ring_pages(&g));
+    assert_eq!(dirty_pages(&log, 0, 256), want);
+}
+
+#[test]
+fn packed_rings_log_data_status_the_descriptor_ring_and_the_device_area() {
+    let d = Daemon::start();
+    let mut o = Options::default();
+    o.features |= RING_PACKED;
+    o.protocol |= VhostUserProtocolFeatures::LOG_SHMFD;
+    let mut g = Driver::negotiate(&d.sock, o).unwrap();
+    assert_ne!(g.acked & RING_PACKED, 0);
+    g.send_mem_table().unwrap();
+    let mut p = g.packed_ring();
+    g.start_packed_ring(&p, p.base()).unwrap();
+    let log = memfd(c"log", PAGE).unwrap();
+    set_log(&g, &log, 256, 0).unwrap();
+    g.fe().set_features(g.acked | LOG_ALL).unwrap();
+    let uva = |gpa| g.ram.host_addr(gpa);
+    let c = VringConfigData {
+        queue_max_size: p.size,
+        queue_size: p.size,
+        flags: 1, // VHOST_VRING_F_LOG
+        desc_table_addr: uva(p.desc),
+        used_ring_addr: uva(p.device_area),
+        avail_ring_addr: uva(p.driver_area),
+        log_addr: Some(p.device_area),
+    };
+    g.fe().set_vring_addr(0, &c).unwrap();
+    clear(&log, 0, PAGE as usize);
+    let (hdr, data, status) = (0x20_0000, 0x30_0800, 0x40_0000);
+    g.ram.write(hdr, &header(T_IN, 0));
+    p.add(
+        &g.ram.mem,
+        &[(hdr, 16, 0), (data, 4096, F_WRITE), (status, 1, F_WRITE)],
+        7,
+    );
+    g.kick();
+    assert_eq!(g.wait_packed_used(&mut p), Some((7, 4097)));
+    assert_eq!(g.ram.u8_at(status), 0);
+    let mut want: BTreeSet<u64> = pages(data, 4096).chain(pages(status, 1)).collect();
+    want.extend(pages(p.desc, 16 * u64::from(p.size)));
+    want.extend(pages(p.device_area, 4));
     assert_eq!(dirty_pages(&log, 0, 256), want);
 }

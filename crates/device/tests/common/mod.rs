@@ -85,6 +85,7 @@ impl<B: Backend + 'static> Rig<B> {
             on_broken: Box::new(|e| panic!("ring broken: {e}")),
             inflight: log,
             resubmit,
+            packed: false,
         }
     }
 

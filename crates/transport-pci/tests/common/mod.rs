@@ -288,6 +288,17 @@ pub fn modern_probe(r: &mut impl Regs, ring: &Ring, msix: bool) -> u64 {
 /// [`modern_probe`] without the final status check: returns (notify
 /// address, the status read back after DRIVER_OK, the status written).
 pub fn modern_probe_status(r: &mut impl Regs, ring: &Ring, msix: bool) -> (u64, u64, u64) {
+    modern_probe_layout(r, ring, msix, false)
+}
+
+/// [`modern_probe_status`] with RING_PACKED accepted when `packed` (the
+/// ring's avail/used addresses are then the driver and device areas).
+pub fn modern_probe_layout(
+    r: &mut impl Regs,
+    ring: &Ring,
+    msix: bool,
+    packed: bool,
+) -> (u64, u64, u64) {
     let (_, caps) = walk_caps(r);
     let find = |t: u8| *caps.iter().find(|c| c.0 == t).expect("virtio capability");
     let common_at = u64::from(find(1).2);
@@ -312,6 +323,9 @@ pub fn modern_probe_status(r: &mut impl Regs, ring: &Ring, msix: bool) -> (u64, 
     r.bar_wr(bar, c(common::DRIVER_FEATURE_SELECT), 4, 0);
     r.bar_wr(bar, c(common::DRIVER_FEATURE), 4, lo & !(1 << 29));
     r.bar_wr(bar, c(common::DRIVER_FEATURE_SELECT), 4, 1);
+    // Split rings: everything but RING_PACKED (bit 34 = bit 2 of the high
+    // word; `modern_probe_layout` with `packed` takes it).
+    let hi = if packed { hi } else { hi & !(1 << 2) };
     r.bar_wr(bar, c(common::DRIVER_FEATURE), 4, hi);
     let s = u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK);
     r.bar_wr(bar, c(common::DEVICE_STATUS), 1, s);

@@ -8,8 +8,7 @@ use vblk_device::stats;
 use vhost::vhost_user::message::{
     VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
     VhostUserLog, VhostUserMemoryRegion, VhostUserProtocolFeatures, VhostUserShMemConfig,
-    VhostUserSharedMsg, VhostUserSingleMemoryRegion, VhostUserVirtioFeatures,
-    VhostUserVringAddrFlags, VhostUserVringState,
+    VhostUserSharedMsg, VhostUserSingleMemoryRegion, VhostUserVringAddrFlags, VhostUserVringState,
 };
 use vhost::vhost_user::{GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut};
 
@@ -174,11 +173,12 @@ impl VhostUserBackendReqHandlerMut for Conn {
         let Some(i) = self.queue_index(index) else {
             return self.refuse("SET_VRING_BASE", format!("no queue {index}"));
         };
-        // Split rings only (VIRTIO_F_RING_PACKED is not offered): the base
-        // is a 16-bit avail index.
-        let Ok(b) = u16::try_from(base) else {
-            return self.refuse("SET_VRING_BASE", format!("base {base} exceeds 16 bits"));
-        };
+        // Split rings: a 16-bit avail index; packed rings: both positions
+        // with their wrap counters (`packed`).
+        if let Err(e) = self.check_base(base) {
+            return self.refuse("SET_VRING_BASE", e);
+        }
+        let b = base;
         let v = &mut self.vrings[usize::from(i)];
         if v.running {
             return self.refuse("SET_VRING_BASE", format!("queue {i} is running"));
@@ -195,8 +195,8 @@ impl VhostUserBackendReqHandlerMut for Conn {
         let v = &mut self.vrings[usize::from(i)];
         // Stopped: it starts again on the next SET_VRING_KICK.
         v.kick = None;
-        log::debug!("queue {i}: stopped at avail {base}");
-        Ok(VhostUserVringState::new(index, u32::from(base)))
+        log::debug!("queue {i}: stopped at {base:#x}");
+        Ok(VhostUserVringState::new(index, base))
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {

@@ -3,19 +3,12 @@
 
 use std::fs::File;
 
-use vhost::vhost_user::message::{VhostUserLog, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::VhostUserLog;
 
 use super::{Conn, Res};
 use crate::dirty_log::LogMap;
 
 impl Conn {
-    /// The virtio and vhost feature bits offered to the front end.
-    pub(super) fn offered_features(&self) -> u64 {
-        self.device.features()
-            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
-            | VhostUserVirtioFeatures::LOG_ALL.bits()
-    }
-
     /// "To start/stop logging of data/used ring writes, the front-end may
     /// send messages VHOST_USER_SET_FEATURES with VHOST_F_LOG_ALL ..."
     pub(super) fn set_logging(&mut self, on: bool) {

@@ -50,8 +50,9 @@ pub(super) struct Vring {
     pub(super) size: u16,
     /// SET_VRING_ADDR: front-end user addresses.
     pub(super) addr: Option<RingAddr>,
-    /// SET_VRING_BASE, or where the ring stopped.
-    pub(super) base: u16,
+    /// SET_VRING_BASE, or where the ring stopped (split: the avail index;
+    /// packed: avail position | used position << 16, see `packed`).
+    pub(super) base: u32,
     /// SET_VRING_KICK since the last stop: `Some(None)` = polling.
     pub(super) kick: Option<Option<Arc<EventFd>>>,
     pub(super) call: Arc<CallSlot>,
