@@ -28,6 +28,7 @@
 # Environment:
 #   VBLK=PATH             the vblk binary (default target/release/vblk)
 #   VBLK_MIGRATE_SECS=25  how long the guest's workload runs (guest seconds)
+#   VBLK_MIGRATE_PACKED=1 packed virtqueues (vhost-user-blk-pci,packed=on)
 #   VBLK_E2E_KEEP=1       keep the work directory even on success
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +36,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 SECS=${VBLK_MIGRATE_SECS:-25}
 QEMUS=${VBLK_MIGRATE_QEMU:-bookworm trixie}
+RING=()
+[ "${VBLK_MIGRATE_PACKED:-0}" = 1 ] && RING=(--packed)
 [ -x "$VBLK" ] || { echo "e2e-migrate: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
 W=$(mktemp -d /tmp/vblk-migrate.XXXXXX)
@@ -104,13 +107,13 @@ one() {
     serve src
     serve dst
     PHASE="$q: the destination QEMU"
-    setsid "$HERE/run-guest.sh" --transport vhost-user --qemu "$q" --socket "$D/dst.sock" --test migrate \
+    setsid "$HERE/run-guest.sh" --transport vhost-user --qemu "$q" --socket "$D/dst.sock" --test migrate "${RING[@]}" \
         --qmp "$D/dst.qmp" --incoming "unix:$D/migrate.sock" --log "$D/dst-guest.log" --trace "$D/dst-trace.log" \
         --timeout $((SECS + 300)) --append "vblk.migrate_secs=$SECS init_on_alloc=0 init_on_free=0" >"$D/dst-run.out" 2>&1 &
     GPIDS+=($!)
     local dst=$!
     PHASE="$q: the source guest's boot"
-    setsid "$HERE/run-guest.sh" --transport vhost-user --qemu "$q" --socket "$D/src.sock" --test migrate \
+    setsid "$HERE/run-guest.sh" --transport vhost-user --qemu "$q" --socket "$D/src.sock" --test migrate "${RING[@]}" \
         --qmp "$D/src.qmp" --log "$D/src-guest.log" \
         --timeout $((SECS + 300)) --append "vblk.migrate_secs=$SECS init_on_alloc=0 init_on_free=0" >"$D/src-run.out" 2>&1 &
     GPIDS+=($!)
