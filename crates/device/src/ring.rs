@@ -83,6 +83,35 @@ impl QueueWorker {
         }
     }
 
+    /// Whether the ring's three areas (descriptors, driver area, device
+    /// area, event fields included) lie in `mem` now.
+    ///
+    /// A transport may change the memory table under a running ring: QEMU's
+    /// vfio-user client unmaps RAM and maps it again, in separate messages,
+    /// whenever the guest's memory topology changes (SeaBIOS handing over to
+    /// Linux does it while SeaBIOS's rings are live). A ring whose memory is
+    /// missing for now waits for it instead of being declared broken.
+    pub fn ring_in_memory<M: GuestMemory>(&self, queue: &Queue, mem: &M) -> bool {
+        let n = u64::from(queue.size());
+        let (driver, device) = if self.packed.is_some() {
+            // virtio 1.2, 2.8.10: each event suppression structure is 4 bytes.
+            (4, 4)
+        } else {
+            // 2.7.6 / 2.7.8: flags, idx, ring[n], used_event / avail_event.
+            (6 + 2 * n, 6 + 8 * n)
+        };
+        use vm_memory::Permissions::{Read, Write};
+        [
+            (queue.desc_table(), 16 * n, Read),
+            (queue.avail_ring(), driver, Read),
+            (queue.used_ring(), device, Write),
+        ]
+        .into_iter()
+        .all(|(addr, len, access)| {
+            usize::try_from(len).is_ok_and(|len| mem.check_range(GuestAddress(addr), len, access))
+        })
+    }
+
     /// Whether the driver has made chains available that are not popped.
     pub fn has_pending<M: GuestMemory>(&self, queue: &Queue, mem: &M) -> bool {
         match &self.packed {

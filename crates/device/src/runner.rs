@@ -307,6 +307,14 @@ impl Runners {
         }
     }
 
+    /// Kick every queue: after the memory table grew, a ring that waited
+    /// for its memory is served.
+    pub fn kick_all(&self) {
+        for (_, k) in &self.queues {
+            let _ = k.write(1);
+        }
+    }
+
     /// The eventfd behind [`Runners::kick`] for queue `index` (a transport
     /// can hand it to the client as an ioeventfd).
     pub fn kick_fd(&self, index: u16) -> Option<Arc<EventFd>> {
@@ -343,6 +351,9 @@ struct Active {
     irq: Arc<dyn Interrupt>,
     on_broken: Box<dyn Fn(&QueueError) + Send>,
     broken: bool,
+    /// The ring's memory is not in the memory table now: it is served
+    /// again once the transport kicks after a new mapping.
+    unmapped: bool,
     /// Process-wide contained guest-memory faults when the ring started.
     faults: u64,
 }
@@ -528,6 +539,16 @@ impl RunnerThread {
                             break;
                         }
                     }
+                    // A ring that waited for its memory may have it now.
+                    for slot in 0..self.queues.len() {
+                        if self.queues[slot]
+                            .active
+                            .as_ref()
+                            .is_some_and(|a| a.unmapped)
+                        {
+                            self.serve(slot);
+                        }
+                    }
                 }
                 Cmd::Settle(ack) => self.settles.push(ack),
                 Cmd::Exit => {
@@ -575,6 +596,7 @@ impl RunnerThread {
             irq,
             on_broken,
             broken: false,
+            unmapped: false,
             faults: vblk_memory::contained_faults(),
         });
         if let Err(e) = attached {
@@ -665,6 +687,17 @@ impl RunnerThread {
             a.mem = a.atomic.memory().into_inner();
         }
         let mem = a.mem.clone();
+        if !q.worker.ring_in_memory(&a.queue, &*mem) {
+            if !a.unmapped {
+                log::info!(
+                    "queue {}: its ring is not in guest memory now; waiting until it is mapped again",
+                    q.worker.index()
+                );
+            }
+            a.unmapped = true;
+            return false;
+        }
+        a.unmapped = false;
         q.worker.retry_submit();
         let mut result = Ok(false);
         // The first round of a wake-up is small, so that its completions

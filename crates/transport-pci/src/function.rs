@@ -152,6 +152,12 @@ impl PciFunction {
         self.runners.pause_all()
     }
 
+    /// Guest memory was added: a ring that waited for its memory (see
+    /// `QueueWorker::ring_in_memory`) is served again.
+    pub fn memory_added(&self) {
+        self.runners.kick_all();
+    }
+
     /// Return once the queue threads have served every kick written so far.
     pub fn settle(&mut self) {
         self.runners.settle();

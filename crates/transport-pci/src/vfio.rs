@@ -508,6 +508,7 @@ impl vblk_vfio_user::Backend for Backend {
             size,
             mapping: Some(mapping),
         });
+        self.func.memory_added();
         Ok(())
     }
 
