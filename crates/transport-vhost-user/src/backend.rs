@@ -69,6 +69,9 @@ pub struct Conn {
     /// GET_INFLIGHT_FD was answered on this connection (a SET_INFLIGHT_FD
     /// without it carries a previous daemon's buffer: a reconnect).
     inflight_from_us: bool,
+    /// A ring started on this connection, or the guest's driver wrote the
+    /// `writeback` byte: the cache mode in force is the guest's.
+    cache_mode_known: bool,
 }
 
 type Res<T> = Result<T, String>;
@@ -98,6 +101,7 @@ impl Conn {
             channel,
             _config_notifier: config_notifier,
             inflight_from_us: false,
+            cache_mode_known: false,
             runners,
             device,
             mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
@@ -341,6 +345,18 @@ impl Conn {
         log: Option<Box<dyn vblk_device::InflightLog>>,
         packed: bool,
     ) -> Res<()> {
+        // The first ring of a connection that starts where another device
+        // left it (a non-zero position: the destination of a live
+        // migration, or a reconnect) serves a guest whose driver set up the
+        // cache mode earlier, with another daemon: QEMU replays no
+        // SET_CONFIG, so that choice is unknown here. Write-through is the
+        // safe guess until the guest writes `writeback` again.
+        if !self.cache_mode_known {
+            self.cache_mode_known = true;
+            if q.next_avail() != 0 || q.next_used() != 0 {
+                channel::cache_mode_unknown(&self.device, "a front end resumed a running guest");
+            }
+        }
         q.set_ready(true);
         let size = q.size();
         let stats = self.device.stats().clone();

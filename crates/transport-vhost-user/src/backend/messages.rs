@@ -40,6 +40,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
     fn reset_device(&mut self) -> VuResult<()> {
         stats::inc(&self.device.stats().device.resets);
         self.device.reset_cache_mode();
+        self.cache_mode_known = false;
         self.stop_all();
         self.dirty.reset();
         for v in &mut self.vrings {
@@ -320,6 +321,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
             stats::inc(&self.device.stats().device.bad_register_writes);
             return self.refuse("SET_CONFIG", e);
         }
+        self.cache_mode_known = true;
         Ok(())
     }
 
