@@ -91,6 +91,8 @@ if [ "${VBLK_SKIP_GUEST:-0}" != 1 ]; then
     "$ROOT/tests/guest/e2e-config.sh"
     step "packed virtqueues: vhost-user-blk-pci,packed=on (QEMU 7.2) with fio verify; vfio-user modern packed, and split with --no-packed-rings (QEMU 11)"
     "$ROOT/tests/guest/e2e-packed.sh"
+    step "live migration between two vhost-user daemons on one image under a writing, reading guest (QEMU 7.2 and 11)"
+    "$ROOT/tests/guest/e2e-migrate.sh"
     step "NBD: qcow2 via qemu-nbd over TCP (vhost-user), raw over UNIX (vfio-user), qemu-nbd restarted during a boot"
     "$ROOT/tests/guest/e2e-nbd.sh"
 fi

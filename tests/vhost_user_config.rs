@@ -389,3 +389,51 @@ fn a_reconnected_front_end_gets_write_through_until_its_guest_says() {
         .unwrap();
     assert_eq!(wb(&d), 1);
 }
+
+/// The destination of a live migration: a new connection whose first ring
+/// starts where the source's stopped (QEMU sends no SET_CONFIG there). The
+/// guest may have chosen write-through with the source daemon: the daemon
+/// goes write-through until the guest writes `writeback`. A ring that
+/// starts at 0 (a guest booting) keeps the configured mode, and so does a
+/// later restart on the same connection.
+#[test]
+fn a_ring_resumed_mid_stream_gets_write_through_until_its_guest_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let _d = start("null:1M", dir.path(), &[]);
+    let sock = dir.path().join("vu.sock");
+    let wb = |d: &Driver| {
+        let (_, b) = d
+            .fe()
+            .get_config(32, 1, VhostUserConfigFlags::WRITABLE, &[0])
+            .unwrap();
+        b[0]
+    };
+    let mut d = Driver::negotiate(&sock, opts()).unwrap();
+    d.send_mem_table().unwrap();
+    d.start_ring(0).unwrap();
+    assert_eq!(wb(&d), 1, "a booting guest: write-back as configured");
+    vhost::VhostBackend::get_vring_base(&*d.fe(), 0).unwrap();
+    d.start_ring(7).unwrap();
+    assert_eq!(wb(&d), 1, "a restart on the same connection keeps the mode");
+    drop(d);
+
+    let mut d = Driver::negotiate(&sock, opts()).unwrap();
+    d.send_mem_table().unwrap();
+    assert_eq!(wb(&d), 1);
+    d.start_ring(7).unwrap();
+    assert_eq!(wb(&d), 0, "write-through on a migration destination");
+    d.fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[1])
+        .unwrap();
+    assert_eq!(wb(&d), 1, "the guest's driver chooses again");
+    drop(d);
+
+    // The guest chose first, then the ring started mid-stream: its choice holds.
+    let mut d = Driver::negotiate(&sock, opts()).unwrap();
+    d.send_mem_table().unwrap();
+    d.fe()
+        .set_config(32, VhostUserConfigFlags::WRITABLE, &[1])
+        .unwrap();
+    d.start_ring(9).unwrap();
+    assert_eq!(wb(&d), 1);
+}

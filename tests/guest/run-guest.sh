@@ -6,6 +6,7 @@
 #                [--num-queues N] [--serial S] [--log FILE] [--timeout SECONDS]
 #                [--append "KERNEL ARGS"] [--with-fio] [--print-cmd]
 #                [--reconnect] [--trace FILE] [--packed|--split]
+#                [--qemu bookworm|trixie] [--qmp PATH] [--incoming URI]
 #
 # vhost-user: bookworm's QEMU 7.2, -device vhost-user-blk-pci (N queues).
 # vfio-user:  trixie-backports' QEMU 11, -device vfio-user-pci (the daemon is the
@@ -28,10 +29,15 @@
 # vfio-user: the daemon offers them) and the guest fails its test unless
 # VIRTIO_F_RING_PACKED (bit 34) was negotiated; --split: the guest checks
 # that it was not (vhost-user: QEMU's default packed=off).
+# --qemu trixie (vhost-user): QEMU 11 from the trixie chroot instead of 7.2.
+# --qmp PATH: a QMP server on the unix socket PATH (live migration tests).
+# --incoming URI: start as a migration destination (QEMU -incoming URI); the
+# verdict then comes from the console output after the migration.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
 TRANSPORT=vhost-user MODE=modern TEST="" SOCK="" SERIAL="" NQ=2 LOG="" TIMEOUT=180 FIO=0 APPEND="" PRINT=0 RECONNECT=0 TRACE="" PACKED=""
+QEMU_CHROOT=bookworm QMP="" INCOMING=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --socket) SOCK=$2; shift 2 ;;
@@ -49,6 +55,9 @@ while [ $# -gt 0 ]; do
         --trace) TRACE=$2; shift 2 ;;
         --packed) PACKED=1; shift ;;
         --split) PACKED=0; shift ;;
+        --qemu) QEMU_CHROOT=$2; shift 2 ;;
+        --qmp) QMP=$2; shift 2 ;;
+        --incoming) INCOMING=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run-guest.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -66,7 +75,10 @@ fi
 
 case "$TRANSPORT" in
     vhost-user)
-        R=$CACHE/bookworm
+        case "$QEMU_CHROOT" in
+            bookworm|trixie) R=$CACHE/$QEMU_CHROOT ;;
+            *) echo "run-guest.sh: --qemu must be bookworm or trixie" >&2; exit 2 ;;
+        esac
         CHR="socket,id=c0,path=$SOCK"
         [ "$RECONNECT" = 1 ] && CHR="$CHR,reconnect=1"
         PK=""
@@ -94,6 +106,8 @@ QEMU=("$R/lib64/ld-linux-x86-64.so.2" --library-path "$R/usr/lib/x86_64-linux-gn
       -nodefaults -no-user-config -display none -serial stdio -no-reboot
       -kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE"
       "${DEV[@]}")
+[ -n "$QMP" ] && QEMU+=(-qmp "unix:$QMP,server=on,wait=off")
+[ -n "$INCOMING" ] && QEMU+=(-incoming "$INCOMING")
 [ -n "$TRACE" ] && QEMU+=(-trace vhost_user_read -trace vhost_user_write -trace vhost_user_event -D "$TRACE")
 export QEMU_MODULE_DIR=$R/usr/lib/x86_64-linux-gnu/qemu
 if [ "$PRINT" = 1 ]; then

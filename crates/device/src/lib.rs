@@ -22,6 +22,7 @@ use vblk_backend::Backend;
 
 pub mod config;
 mod config_write;
+pub mod dirty;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -41,6 +42,7 @@ pub mod worker;
 
 pub use config::{BlkConfig, CONFIG_SPACE_LEN};
 pub use config_write::{ConfigWriteError, WRITEBACK_OFFSET};
+pub use dirty::{DirtyLog, LogBitmap};
 pub use live::{LiveConfig, NotifierHandle};
 pub use merge::MERGE_MAX_BYTES;
 pub use ring::{packed_base, set_packed_base};

@@ -32,6 +32,9 @@ pub(crate) struct Pending {
     pub bytes: u64,
     /// When it was planned (for the latency histogram).
     pub started: std::time::Instant,
+    /// Device-writable buffers to mark in the dirty log at completion
+    /// (empty unless logging was on when it was popped).
+    pub dirty: Vec<vblk_queue::Region>,
 }
 
 /// What to do with one chain.
@@ -172,6 +175,7 @@ impl Planner<'_> {
             kind: RequestType::from_raw(header.request_type),
             bytes: 0,
             started: std::time::Instant::now(),
+            dirty: Vec::new(),
         };
         match req {
             Request::In { offset, len } | Request::Out { offset, len } => {

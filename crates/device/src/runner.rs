@@ -60,6 +60,8 @@ pub struct RunnerOptions {
     pub cancel_after: Duration,
     /// Run at the start of each runner thread.
     pub thread_hook: Option<ThreadHook>,
+    /// Where every queue logs the guest pages it writes (live migration).
+    pub dirty_log: Option<Arc<dyn crate::DirtyLog>>,
 }
 
 impl std::fmt::Debug for RunnerOptions {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("stuck_after", &self.stuck_after)
             .field("cancel_after", &self.cancel_after)
             .field("thread_hook", &self.thread_hook.is_some())
+            .field("dirty_log", &self.dirty_log.is_some())
             .finish()
     }
 }
@@ -86,6 +89,7 @@ impl Default for RunnerOptions {
             stuck_after: crate::worker::STUCK_AFTER,
             cancel_after: crate::worker::CANCEL_AFTER,
             thread_hook: None,
+            dirty_log: None,
         }
     }
 }
@@ -178,6 +182,7 @@ impl Runners {
             let mut worker = device.worker(i as u16)?;
             worker.set_stuck_timeouts(opts.stuck_after, opts.cancel_after);
             worker.set_max_round_bytes(opts.max_round_bytes);
+            worker.set_dirty_log(opts.dirty_log.clone());
             let kick = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
             queues.push((i % nt, kick.clone()));
             per_thread[i % nt].push(QueueCtx {

@@ -24,6 +24,7 @@ use vblk_queue::{BrokenChain, Chain, Queue, QueueOwnedT, QueueT};
 use vblk_request::{Limits, RequestType, ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use vm_memory::{GuestAddress, GuestMemory};
 
+use crate::dirty::{Dirty, DirtyLog};
 use crate::inflight::{Table, Token};
 use crate::live::LiveConfig;
 use crate::merge::{merge, MERGE_MAX_BYTES};
@@ -103,6 +104,8 @@ pub struct QueueWorker {
     /// Used elements written since the last publication.
     pub(crate) unpublished: u32,
     log: Option<Box<dyn InflightLog>>,
+    /// Live migration: the guest pages written are logged here.
+    dirty: Dirty,
     stuck_after: Duration,
     cancel_after: Duration,
     /// The last `submit` failed: requests wait in the engine for another.
@@ -141,6 +144,7 @@ impl QueueWorker {
             signalled: 0,
             unpublished: 0,
             log: None,
+            dirty: Dirty::default(),
             stuck_after: STUCK_AFTER,
             cancel_after: CANCEL_AFTER,
             submit_failed: false,
@@ -184,6 +188,11 @@ impl QueueWorker {
     /// Report progress to `log` (crash recovery), or stop reporting.
     pub fn set_inflight_log(&mut self, log: Option<Box<dyn InflightLog>>) {
         self.log = log;
+    }
+
+    /// Log the guest pages this queue writes to `log` while it is enabled.
+    pub fn set_dirty_log(&mut self, log: Option<Arc<dyn DirtyLog>>) {
+        self.dirty.set(log);
     }
 
     pub fn index(&self) -> u16 {
@@ -367,8 +376,12 @@ impl QueueWorker {
         }
         .plan(chain, mem, &mut self.planned);
         match plan {
-            Plan::Done(len) => self.push_used(queue, mem, chain.head, len)?,
-            Plan::Io(p) => {
+            Plan::Done(len) => {
+                self.dirty.written(&chain.writable);
+                self.push_used(queue, mem, chain.head, len)?
+            }
+            Plan::Io(mut p) => {
+                p.dirty = self.dirty.record(&chain.writable);
                 self.round_bytes = self.round_bytes.saturating_add(p.bytes);
                 let token = self.requests.insert(p);
                 for op in &mut self.planned[first..] {
@@ -594,6 +607,9 @@ impl QueueWorker {
             1
         };
         let len = write_status(s, mem, p.status_addr, p.status, used_ok);
+        // Logged after the writes (data, status) and before the used
+        // element: a log sync that clears the bits copies the new content.
+        self.dirty.written(&p.dirty);
         self.push_used(queue, mem, p.head, len)?;
         Ok(1)
     }
@@ -630,10 +646,13 @@ impl QueueWorker {
             return Ok(());
         }
         if self.packed.is_some() {
+            // The used descriptors are written (and visible) already.
+            self.dirty.ring_written(self.index, queue, true);
             return self.publish_packed(mem, irq);
         }
         let qi = self.index;
         used::publish(qi, queue, mem)?;
+        self.dirty.ring_written(qi, queue, false);
         self.unpublished = 0;
         inc(&self.qstats().reaps);
         if let Some(log) = self.log.as_mut() {
@@ -723,6 +742,10 @@ impl QueueWorker {
         }
         let r = self.wait_all(queue, mem);
         let p = self.publish(queue, mem, irq);
+        // `avail_event` is written between publications: the ring as it
+        // stops (before GET_VRING_BASE answers) is logged whole.
+        self.dirty
+            .ring_written(self.index, queue, self.packed.is_some());
         r.and(p)
     }
 }

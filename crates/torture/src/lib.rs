@@ -10,6 +10,7 @@
 //! dies fails cases instead of hanging the tool.
 
 mod cases;
+mod migration;
 mod packed;
 
 use std::path::{Path, PathBuf};
@@ -168,6 +169,7 @@ fn supported(info: &Info, need: Need) -> Result<(), String> {
 pub fn catalogue() -> Vec<Case> {
     let mut all = cases::all();
     all.extend(packed::all());
+    all.extend(migration::all());
     all
 }
 

@@ -33,11 +33,13 @@ pub fn offered_protocol_features() -> VhostUserProtocolFeatures {
         | VhostUserProtocolFeatures::REPLY_ACK
         | VhostUserProtocolFeatures::INFLIGHT_SHMFD
         | VhostUserProtocolFeatures::RESET_DEVICE
+        | VhostUserProtocolFeatures::LOG_SHMFD
         | VhostUserProtocolFeatures::BACKEND_REQ
 }
 
 pub mod channel;
 mod messages;
+mod migration;
 mod packed;
 mod vring;
 
@@ -55,6 +57,8 @@ pub struct Conn {
     acked_features: u64,
     acked_protocol: u64,
     inflight: Option<InflightRegion>,
+    /// Live migration: the dirty log (shared with the queue threads).
+    dirty: Arc<crate::dirty_log::VuDirtyLog>,
     /// The last handler error was answered (REPLY_ACK or an error payload)
     /// or needs no answer: the connection survives it.
     rejected: bool,
@@ -65,6 +69,9 @@ pub struct Conn {
     /// GET_INFLIGHT_FD was answered on this connection (a SET_INFLIGHT_FD
     /// without it carries a previous daemon's buffer: a reconnect).
     inflight_from_us: bool,
+    /// A ring started on this connection, or the guest's driver wrote the
+    /// `writeback` byte: the cache mode in force is the guest's.
+    cache_mode_known: bool,
 }
 
 type Res<T> = Result<T, String>;
@@ -73,8 +80,10 @@ impl Conn {
     pub fn new(
         device: Arc<BlkDevice>,
         threads: usize,
-        opts: RunnerOptions,
+        mut opts: RunnerOptions,
     ) -> std::io::Result<Conn> {
+        let dirty = Arc::new(crate::dirty_log::VuDirtyLog::new(device.num_queues()));
+        opts.dirty_log = Some(dirty.clone());
         let runners = Runners::new(&device, threads, opts)?;
         let stats = device.stats().clone();
         let vrings = (0..device.num_queues())
@@ -92,6 +101,7 @@ impl Conn {
             channel,
             _config_notifier: config_notifier,
             inflight_from_us: false,
+            cache_mode_known: false,
             runners,
             device,
             mem: GuestMemoryAtomic::new(GuestMemoryMmap::new()),
@@ -100,6 +110,7 @@ impl Conn {
             acked_features: 0,
             acked_protocol: 0,
             inflight: None,
+            dirty,
             rejected: false,
         })
     }
@@ -148,10 +159,12 @@ impl Conn {
         self.vrings.iter().any(|v| v.running)
     }
 
-    /// Device features plus PROTOCOL_FEATURES and (unless turned off)
-    /// packed rings.
+    /// Device features plus PROTOCOL_FEATURES, LOG_ALL (live migration)
+    /// and (unless turned off) packed rings.
     fn offered_features(&self) -> u64 {
-        let mut f = self.device.features() | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        let mut f = self.device.features()
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            | VhostUserVirtioFeatures::LOG_ALL.bits();
         if self.device.config().packed_rings {
             f |= features::bit(features::VIRTIO_F_RING_PACKED);
         }
@@ -332,6 +345,18 @@ impl Conn {
         log: Option<Box<dyn vblk_device::InflightLog>>,
         packed: bool,
     ) -> Res<()> {
+        // The first ring of a connection that starts where another device
+        // left it (a non-zero position: the destination of a live
+        // migration, or a reconnect) serves a guest whose driver set up the
+        // cache mode earlier, with another daemon: QEMU replays no
+        // SET_CONFIG, so that choice is unknown here. Write-through is the
+        // safe guess until the guest writes `writeback` again.
+        if !self.cache_mode_known {
+            self.cache_mode_known = true;
+            if q.next_avail() != 0 || q.next_used() != 0 {
+                channel::cache_mode_unknown(&self.device, "a front end resumed a running guest");
+            }
+        }
         q.set_ready(true);
         let size = q.size();
         let stats = self.device.stats().clone();
@@ -396,6 +421,7 @@ impl Conn {
             .replace(GuestMemoryMmap::new());
         self.table = MemTable::default();
         self.inflight = None;
+        self.dirty.reset();
         drop(guard);
         for v in &mut self.vrings {
             v.reset();

@@ -10,6 +10,8 @@
 //! * [`backend`]: one connection's state and every front-end message;
 //! * [`memory`]: memory regions, checked against their file before mapping;
 //! * [`inflight`]: `VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD`, split rings;
+//! * [`dirty_log`]: live migration's dirty log (`VHOST_F_LOG_ALL`,
+//!   `VHOST_USER_PROTOCOL_F_LOG_SHMFD`);
 //! * [`backend::channel`]: the back-end request channel
 //!   (`VHOST_USER_PROTOCOL_F_BACKEND_REQ`): CONFIG_CHANGE_MSG after a resize.
 //!
@@ -28,6 +30,7 @@ use vblk_device::{stats, BlkDevice};
 use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
 pub mod backend;
+pub mod dirty_log;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod inflight;

@@ -110,8 +110,14 @@ impl BackendChannel {
 /// `writeback` again. ("Nothing lost": a write acknowledged in
 /// write-through mode must be durable.)
 pub fn reconnected(device: &vblk_device::BlkDevice) {
+    cache_mode_unknown(device, "a front end reconnected");
+}
+
+/// The guest's cache mode is unknown (`why`): write-through until the
+/// guest's driver writes `writeback`.
+pub fn cache_mode_unknown(device: &vblk_device::BlkDevice, why: &str) {
     if device.live().writeback() {
-        log::warn!("vhost-user: a front end reconnected; its guest's cache mode is unknown: write-through until the guest sets it");
+        log::warn!("vhost-user: {why}; its guest's cache mode is unknown: write-through until the guest sets it");
     }
     device.live().set_writeback(false);
 }

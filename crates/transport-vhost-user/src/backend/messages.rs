@@ -40,7 +40,9 @@ impl VhostUserBackendReqHandlerMut for Conn {
     fn reset_device(&mut self) -> VuResult<()> {
         stats::inc(&self.device.stats().device.resets);
         self.device.reset_cache_mode();
+        self.cache_mode_known = false;
         self.stop_all();
+        self.dirty.reset();
         for v in &mut self.vrings {
             v.reset();
         }
@@ -59,11 +61,14 @@ impl VhostUserBackendReqHandlerMut for Conn {
                 format!("bits {:#x} were not offered", f & !offered),
             );
         }
-        if self.any_running() && f != self.acked_features {
+        let log_all = VhostUserVirtioFeatures::LOG_ALL.bits();
+        if self.any_running() && (f ^ self.acked_features) & !log_all != 0 {
             log::info!("features changed with rings running; applies at the next ring start");
         }
         self.acked_features = f;
         self.device.features_negotiated(f);
+        // VHOST_F_LOG_ALL starts and stops dirty logging, rings running.
+        self.set_logging(f & log_all != 0);
         log::debug!("driver accepted features {f:#x}");
         Ok(())
     }
@@ -130,15 +135,16 @@ impl VhostUserBackendReqHandlerMut for Conn {
         descriptor: u64,
         used: u64,
         available: u64,
-        _log: u64,
+        log: u64,
     ) -> VuResult<()> {
         let Some(i) = self.queue_index(index) else {
             return self.refuse("SET_VRING_ADDR", format!("no queue {index}"));
         };
-        if flags.contains(VhostUserVringAddrFlags::VHOST_VRING_F_LOG) {
-            // VHOST_F_LOG_ALL is not offered: nothing to log to.
-            return self.refuse("SET_VRING_ADDR", "logging was not negotiated");
-        }
+        // "Modifications to "used" vring should be marked if
+        // VHOST_VRING_F_LOG is part of ring's flags", at `log_guest_addr`.
+        let used_log = flags
+            .contains(VhostUserVringAddrFlags::VHOST_VRING_F_LOG)
+            .then_some(log);
         let a = RingAddr {
             desc: descriptor,
             used,
@@ -147,6 +153,8 @@ impl VhostUserBackendReqHandlerMut for Conn {
         let v = &self.vrings[usize::from(i)];
         if v.running {
             if v.addr == Some(a) {
+                // Logging switched on or off for a running ring.
+                self.dirty.set_used_ring(i, used_log);
                 return Ok(());
             }
             return self.refuse("SET_VRING_ADDR", format!("queue {i} is running"));
@@ -158,6 +166,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
             }
         }
         self.vrings[usize::from(i)].addr = Some(a);
+        self.dirty.set_used_ring(i, used_log);
         Ok(())
     }
 
@@ -312,6 +321,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
             stats::inc(&self.device.stats().device.bad_register_writes);
             return self.refuse("SET_CONFIG", e);
         }
+        self.cache_mode_known = true;
         Ok(())
     }
 
@@ -486,7 +496,12 @@ impl VhostUserBackendReqHandlerMut for Conn {
         self.fatal("GET_SHMEM_CONFIG", "not supported")
     }
 
-    fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> VuResult<()> {
-        self.fatal("SET_LOG_BASE", "not supported")
+    fn set_log_base(&mut self, log: &VhostUserLog, file: File) -> VuResult<()> {
+        // The library answers only on success (the front end waits for
+        // that reply): a log that cannot be used drops the connection.
+        match self.install_log(log, file) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fatal("SET_LOG_BASE", e),
+        }
     }
 }
