@@ -27,8 +27,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "build (release)"
 cargo build --release
 
+step "NBD servers for the NBD backend's tests (qemu-nbd, nbdkit)"
+"$ROOT/scripts/setup-nbd.sh"
+
 step "unit, property and host integration tests"
-cargo nextest run --workspace --no-fail-fast
+VBLK_REQUIRE_NBD_SERVERS=1 cargo nextest run --workspace --no-fail-fast
 
 step "vblk torture: hostile vhost-user messages and rings against vblk (must pass) and qemu-storage-daemon (for comparison, never fails)"
 TW=$(mktemp -d /tmp/vblk-torture.XXXXXX)
