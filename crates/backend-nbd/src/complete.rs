@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vblk_backend::{IoCompletion, Token};
@@ -19,6 +19,9 @@ pub struct Sink {
     efd: OwnedFd,
     /// Guest requests handed to a connection and not yet in `done`.
     outstanding: AtomicUsize,
+    /// The engine is inside `reap` and harvests after clearing this: a
+    /// completion added meanwhile needs no signal.
+    reaping: AtomicBool,
 }
 
 impl Sink {
@@ -33,6 +36,7 @@ impl Sink {
             // SAFETY: `fd` was just created and is owned by nobody else.
             efd: unsafe { OwnedFd::from_raw_fd(fd) },
             outstanding: AtomicUsize::new(0),
+            reaping: AtomicBool::new(false),
         })
     }
 
@@ -51,9 +55,21 @@ impl Sink {
             d.len() == 1
         };
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        if was_empty {
+        // SeqCst with `end_reap`: either the engine still harvests after
+        // this push, or this sees the flag clear and signals.
+        if was_empty && !self.reaping.load(Ordering::SeqCst) {
             self.signal();
         }
+    }
+
+    /// The engine starts reading replies itself (direct mode).
+    pub fn begin_reap(&self) {
+        self.reaping.store(true, Ordering::SeqCst);
+    }
+
+    /// Before harvesting.
+    pub fn end_reap(&self) {
+        self.reaping.store(false, Ordering::SeqCst);
     }
 
     pub fn signal(&self) {

@@ -9,13 +9,15 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
+use crate::complete::Sink;
 use crate::connect::{open, Target};
+use crate::direct::Reader;
 use crate::handshake::ExportInfo;
 use crate::iov::writev_all;
 use crate::proto::{encode_request, CMD_DISC};
@@ -24,7 +26,7 @@ use crate::proto::{encode_request, CMD_DISC};
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-fn shut(fd: &OwnedFd) {
+pub(crate) fn shut(fd: &OwnedFd) {
     // SAFETY: shutdown takes no pointers; fd is open (we hold it).
     unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
 }
@@ -49,10 +51,26 @@ pub struct Inner {
     pub(crate) info: ExportInfo,
     target: Target,
     export: String,
-    reconnect_timeout: Duration,
+    pub(crate) reconnect_timeout: Duration,
     send: Mutex<SendSide>,
     table: Mutex<Table>,
     pub(crate) stop: AtomicBool,
+    /// Replies are read by the engines' queue threads ([`crate::direct`]);
+    /// the connection thread only reconnects and watches for silence.
+    pub(crate) direct: AtomicBool,
+    /// The socket as the engines read it (direct mode). Lock order:
+    /// `reader`, then `send`, then `table`.
+    pub(crate) reader: Mutex<Reader>,
+    /// Bumped (under `reader`) whenever `reader.fd` changes.
+    pub(crate) gen: AtomicU64,
+    /// Bytes received in direct mode (the connection thread's watchdog).
+    pub(crate) rx: AtomicU64,
+    /// Direct mode: the connection broke, the connection thread reconnects.
+    pub(crate) lost: Mutex<bool>,
+    pub(crate) lost_cv: Condvar,
+    /// The sinks of the engines reading this connection: signalled when
+    /// the socket changes, so they poll the new one.
+    pub(crate) watchers: Mutex<Vec<Weak<Sink>>>,
     /// Since when the server has been unusable, and the current backoff.
     /// A connection that handshakes but then breaks before answering
     /// anything does not end the outage: only a good reply does.
@@ -60,7 +78,7 @@ pub struct Inner {
     in_outage: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -99,14 +117,39 @@ impl Inner {
                 log::warn!("{}: send failed: {e}; reconnecting", self.name);
                 shut(fd);
                 s.fd = None;
+                self.notify_lost();
             }
         }
         Ok(())
     }
 
+    /// Stop sending on `fd` (it broke); commands wait for the reconnect.
+    pub(crate) fn forget_send_fd(&self, fd: &Arc<OwnedFd>) {
+        let mut s = lock(&self.send);
+        if s.fd.as_ref().is_some_and(|f| Arc::ptr_eq(f, fd)) {
+            s.fd = None;
+        }
+    }
+
+    /// The connection is over: every command fails, now and from now on.
+    pub(crate) fn end(&self) {
+        lock(&self.send).failed = true;
+        self.fail_all(libc::ESHUTDOWN);
+    }
+
     /// No command in flight.
     pub(crate) fn idle(&self) -> bool {
         lock(&self.table).cmds.is_empty()
+    }
+
+    /// The payload length of a successful reply to `cookie`: the READ's
+    /// length, 0 for other commands (and unknown cookies, which `reply`
+    /// rejects).
+    pub(crate) fn read_len(&self, cookie: u64) -> u32 {
+        match lock(&self.table).cmds.get(&cookie) {
+            Some(c) if c.is_read() => c.len,
+            _ => 0,
+        }
     }
 
     pub(crate) fn take(&self, cookie: u64) -> Option<Cmd> {
@@ -118,7 +161,7 @@ impl Inner {
     }
 
     /// Complete every command in flight with `errno`.
-    fn fail_all(&self, errno: i32) {
+    pub(crate) fn fail_all(&self, errno: i32) {
         let cmds: Vec<Cmd> = lock(&self.table).cmds.drain().map(|(_, c)| c).collect();
         for c in cmds {
             c.finish(Err(errno));
@@ -128,7 +171,7 @@ impl Inner {
     /// Connect again with backoff until it works (commands in flight are
     /// sent again) or `stop`. After `reconnect_timeout` every command in
     /// flight fails with EIO and new ones fail at once, but attempts go on.
-    fn reconnect(&self) -> Option<Arc<OwnedFd>> {
+    pub(crate) fn reconnect(&self) -> Option<Arc<OwnedFd>> {
         let (start, mut delay, again) = {
             let mut o = lock(&self.outage);
             let again = o.is_some();
@@ -255,6 +298,7 @@ impl Inner {
 pub struct Conn {
     pub(crate) inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
+    mode: Mutex<Option<std::sync::mpsc::Sender<bool>>>,
 }
 
 pub type ThreadHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
@@ -283,10 +327,18 @@ impl Conn {
             }),
             table: Mutex::new(Table::default()),
             stop: AtomicBool::new(false),
+            direct: AtomicBool::new(false),
+            reader: Mutex::new(Reader::new(Some(fd.clone()))),
+            gen: AtomicU64::new(0),
+            rx: AtomicU64::new(0),
+            lost: Mutex::new(false),
+            lost_cv: Condvar::new(),
+            watchers: Mutex::new(Vec::new()),
             outage: Mutex::new(None),
             in_outage: AtomicBool::new(false),
         });
         let (tx, rx) = std::sync::mpsc::channel();
+        let (mode_tx, mode_rx) = std::sync::mpsc::channel::<bool>();
         let i2 = inner.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vblk-nbd-{index}"))
@@ -294,8 +346,20 @@ impl Conn {
                 let r = hook.map(|h| h()).unwrap_or(Ok(()));
                 let ok = r.is_ok();
                 let _ = tx.send(r);
-                if ok {
-                    run(i2, fd);
+                if !ok {
+                    return;
+                }
+                match mode_rx.recv() {
+                    Ok(true) => crate::direct::run(i2, fd),
+                    Ok(false) => {
+                        // Only this thread reads the socket.
+                        i2.reader
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .reset(None);
+                        run(i2, fd)
+                    }
+                    Err(_) => i2.end(),
                 }
             })?;
         match rx.recv() {
@@ -306,7 +370,17 @@ impl Conn {
         Ok(Conn {
             inner,
             thread: Some(thread),
+            mode: Mutex::new(Some(mode_tx)),
         })
+    }
+
+    /// Start serving: replies read by the engines themselves (`direct`,
+    /// for a connection with one queue) or by the connection thread.
+    pub fn set_direct(&self, direct: bool) {
+        self.inner.direct.store(direct, Ordering::Release);
+        if let Some(tx) = lock(&self.mode).take() {
+            let _ = tx.send(direct);
+        }
     }
 
     pub fn info(&self) -> &ExportInfo {
@@ -317,6 +391,9 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Release);
+        // A thread still waiting for its mode ends.
+        lock(&self.mode).take();
+        self.inner.notify_lost();
         {
             let s = lock(&self.inner.send);
             if let Some(fd) = &s.fd {

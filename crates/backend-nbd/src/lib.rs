@@ -25,6 +25,7 @@ mod cmd;
 mod complete;
 pub mod conn;
 mod connect;
+mod direct;
 mod engine;
 pub mod handshake;
 mod iov;
@@ -108,6 +109,12 @@ impl NbdBackend {
                 }
                 conns.push(Arc::new(c));
             }
+        }
+        // Each queue its own connection: its queue thread reads the
+        // replies itself. Connections shared by queues keep a reply thread.
+        let direct = conns.len() >= opts.connections.max(1);
+        for c in &conns {
+            c.set_direct(direct);
         }
         log::info!(
             "{uri}: {} bytes, flags {:#x}{}, {} connection(s)",

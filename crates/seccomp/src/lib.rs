@@ -336,6 +336,8 @@ fn queue_io(l: &mut List) {
         // An NBD request half sent on a broken connection: the queue
         // thread shuts the socket so its reply thread reconnects.
         sys!(SYS_shutdown),
+        // NBD replies received by the queue thread (`MSG_DONTWAIT`).
+        sys!(SYS_recvfrom),
     ] {
         l.allow(s);
     }
