@@ -152,10 +152,9 @@ impl Parent {
                 // NBD does not order commands: the FLUSH goes out only
                 // after the write has completed, so it covers it.
                 self.remaining.store(1, Ordering::Release);
+                // This runs while a reply is being read: sent right after.
                 let c = Cmd::new(CMD_FLUSH, 0, 0, 0, Vec::new(), self.clone());
-                if let Err(c) = conn.send(c) {
-                    c.finish(Err(libc::EIO));
-                }
+                conn.send_later(c);
                 return;
             }
             self.sink.complete(IoCompletion {

@@ -71,6 +71,8 @@ pub struct Inner {
     /// The sinks of the engines reading this connection: signalled when
     /// the socket changes, so they poll the new one.
     pub(crate) watchers: Mutex<Vec<Weak<Sink>>>,
+    /// Commands to send once no reply is being read.
+    deferred: Mutex<Vec<Cmd>>,
     /// Since when the server has been unusable, and the current backoff.
     /// A connection that handshakes but then breaks before answering
     /// anything does not end the outage: only a good reply does.
@@ -107,10 +109,16 @@ impl Inner {
         }
         lock(&self.table).cmds.insert(cookie, cmd);
         if let Some(fd) = &s.fd {
-            // SAFETY: the header is local; the payload iovecs are guest
-            // memory valid until the command completes, which cannot
-            // happen before its header is sent (nothing answers it yet).
-            if let Err(e) = unsafe { writev_all(fd.as_raw_fd(), &iov) } {
+            let r = if self.direct.load(Ordering::Relaxed) {
+                // SAFETY: the header is local; the payload iovecs are guest
+                // memory valid until the command completes, which cannot
+                // happen before its header is sent (nothing answers it yet).
+                unsafe { crate::direct::send_all(self, fd.as_raw_fd(), &iov) }
+            } else {
+                // SAFETY: as above.
+                unsafe { writev_all(fd.as_raw_fd(), &iov) }
+            };
+            if let Err(e) = r {
                 // Part of a request may be on the wire: this connection is
                 // unusable. The reply thread sees it close and reconnects;
                 // the command stays in the table to be resent.
@@ -123,18 +131,28 @@ impl Inner {
         Ok(())
     }
 
-    /// Stop sending on `fd` (it broke); commands wait for the reconnect.
-    pub(crate) fn forget_send_fd(&self, fd: &Arc<OwnedFd>) {
-        let mut s = lock(&self.send);
-        if s.fd.as_ref().is_some_and(|f| Arc::ptr_eq(f, fd)) {
-            s.fd = None;
-        }
-    }
-
     /// The connection is over: every command fails, now and from now on.
     pub(crate) fn end(&self) {
         lock(&self.send).failed = true;
         self.fail_all(libc::ESHUTDOWN);
+    }
+
+    /// Send `cmd` once no reply is being read (a command a reply leads to:
+    /// the FLUSH after a write to a server without FUA). See
+    /// [`Inner::send_deferred`].
+    pub(crate) fn send_later(&self, cmd: Cmd) {
+        lock(&self.deferred).push(cmd);
+    }
+
+    /// Send what `send_later` kept; called by whoever reads replies, after
+    /// reading, and after `submit`.
+    pub(crate) fn send_deferred(&self) {
+        let cmds = std::mem::take(&mut *lock(&self.deferred));
+        for c in cmds {
+            if let Err(c) = self.send(c) {
+                c.finish(Err(libc::EIO));
+            }
+        }
     }
 
     /// No command in flight.
@@ -334,6 +352,7 @@ impl Conn {
             lost: Mutex::new(false),
             lost_cv: Condvar::new(),
             watchers: Mutex::new(Vec::new()),
+            deferred: Mutex::new(Vec::new()),
             outage: Mutex::new(None),
             in_outage: AtomicBool::new(false),
         });

@@ -11,13 +11,15 @@
 //! again, so no completion can sit unseen in user space.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::complete::Sink;
 use crate::conn::{lock, shut, Inner};
+use crate::connect::SEND_TIMEOUT;
+use crate::iov::{advance, IOV_MAX};
 use crate::proto::*;
 use crate::reader::{reply, SliceSrc};
 
@@ -200,8 +202,9 @@ impl Inner {
     pub(crate) fn lose(&self, r: &mut Reader, why: &io::Error) {
         if let Some(fd) = r.fd.take() {
             log::warn!("{}: connection lost: {why}; reconnecting", self.name);
+            // Senders see the shut socket fail (this may run inside
+            // `send`, with its lock held: no `send` lock here).
             shut(&fd);
-            self.forget_send_fd(&fd);
             r.reset(None);
             self.gen.fetch_add(1, Ordering::AcqRel);
             self.notify_watchers();
@@ -288,4 +291,60 @@ pub(crate) fn run(inner: Arc<Inner>, _first: Arc<OwnedFd>) {
         last_rx = inner.rx.load(Ordering::Relaxed);
     }
     inner.end();
+}
+
+/// Write all of `iovs` without blocking while replies wait (direct mode:
+/// the server may stop reading requests until its replies are read, and
+/// the thread sending may be the only one reading them). Fails after
+/// [`SEND_TIMEOUT`] without progress.
+///
+/// # Safety
+/// Every iovec must point to readable memory of its length.
+pub(crate) unsafe fn send_all(inner: &Inner, fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
+    let mut left: Vec<libc::iovec> = iovs.iter().copied().filter(|v| v.iov_len > 0).collect();
+    let mut stuck: Option<Instant> = None;
+    while !left.is_empty() {
+        let n = left.len().min(IOV_MAX);
+        // SAFETY: a zeroed msghdr is valid; it points at our iovecs.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = left.as_mut_ptr();
+        m.msg_iovlen = n as _;
+        // SAFETY: the caller guarantees the iovecs are readable.
+        let r = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if r > 0 {
+            advance(&mut left, r as usize);
+            stuck = None;
+            continue;
+        }
+        let e = if r == 0 {
+            io::Error::from(io::ErrorKind::WriteZero)
+        } else {
+            io::Error::last_os_error()
+        };
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {}
+            _ => return Err(e),
+        }
+        if stuck.get_or_insert_with(Instant::now).elapsed() >= SEND_TIMEOUT {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the server stopped reading"));
+        }
+        // Read what the server has answered (unless someone else is at
+        // it), then wait for room or for more replies.
+        let mut events = libc::POLLOUT;
+        if let Ok(mut rd) = inner.reader.try_lock() {
+            if let Err(e) = drain(inner, &mut rd) {
+                inner.lose(&mut rd, &e);
+            }
+            events |= libc::POLLIN;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on the stack.
+        unsafe { libc::poll(&mut p, 1, 10) };
+    }
+    Ok(())
 }

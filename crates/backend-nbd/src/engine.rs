@@ -260,6 +260,7 @@ impl IoEngine for NbdEngine {
                 }
             }
         }
+        self.conn.inner.send_deferred();
         self.sync_poll();
         Ok(())
     }
@@ -316,6 +317,7 @@ impl NbdEngine {
                 self.sink.begin_reap();
                 self.read_replies();
                 self.sink.end_reap();
+                self.conn.inner.send_deferred();
             }
             let n = self.sink.harvest(out);
             self.in_flight -= n.min(self.in_flight);
@@ -366,6 +368,7 @@ impl Drop for NbdEngine {
             if self.direct.is_some() {
                 // Nobody else may be reading the replies.
                 self.read_replies();
+                self.conn.inner.send_deferred();
                 if self.sink.outstanding() == 0 {
                     break;
                 }

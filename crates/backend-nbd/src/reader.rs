@@ -85,6 +85,7 @@ pub fn serve(inner: &Inner, fd: RawFd) -> io::Error {
             Ok(true) => inner.healthy(),
             Ok(false) => {}
         }
+        inner.send_deferred();
     }
 }
 

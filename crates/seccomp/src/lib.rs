@@ -336,8 +336,10 @@ fn queue_io(l: &mut List) {
         // An NBD request half sent on a broken connection: the queue
         // thread shuts the socket so its reply thread reconnects.
         sys!(SYS_shutdown),
-        // NBD replies received by the queue thread (`MSG_DONTWAIT`).
+        // NBD replies received and requests sent by the queue thread
+        // without blocking (`MSG_DONTWAIT`).
         sys!(SYS_recvfrom),
+        sys!(SYS_sendmsg),
     ] {
         l.allow(s);
     }
