@@ -92,7 +92,8 @@ fn needed(inner: &Inner, b: &[u8]) -> io::Result<Option<usize>> {
             let h = decode_chunk(&h);
             // No chunk is longer than a payload plus its offset, or an
             // error chunk (checked in detail by `reply`).
-            let max = u64::from(inner.info.max_payload()) + 8 + 6 + u64::from(MAX_ERROR_MESSAGE) + 8;
+            let max =
+                u64::from(inner.info.max_payload()) + 8 + 6 + u64::from(MAX_ERROR_MESSAGE) + 8;
             if u64::from(h.len) > max {
                 return Err(broken(format!("reply chunk of {} bytes", h.len)));
             }
@@ -253,9 +254,7 @@ pub(crate) fn run(inner: Arc<Inner>, _first: Arc<OwnedFd>) {
             let g = lock(&inner.lost);
             let (g, _) = inner
                 .lost_cv
-                .wait_timeout_while(g, TICK, |l| {
-                    !*l && !inner.stop.load(Ordering::Acquire)
-                })
+                .wait_timeout_while(g, TICK, |l| !*l && !inner.stop.load(Ordering::Acquire))
                 .unwrap_or_else(|e| e.into_inner());
             *g
         };
@@ -327,7 +326,10 @@ pub(crate) unsafe fn send_all(inner: &Inner, fd: RawFd, iovs: &[libc::iovec]) ->
             _ => return Err(e),
         }
         if stuck.get_or_insert_with(Instant::now).elapsed() >= SEND_TIMEOUT {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "the server stopped reading"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server stopped reading",
+            ));
         }
         // Read what the server has answered (unless someone else is at
         // it), then wait for room or for more replies.

@@ -137,7 +137,10 @@ fn replies_received_together_all_complete_through_the_fd() {
             if round % 2 == 1 {
                 for (i, (_, _, buf)) in reqs.iter().enumerate() {
                     let want = pattern((round - 1).wrapping_add(i as u8), 4096);
-                    assert!(*buf == want, "structured {structured} round {round} request {i}");
+                    assert!(
+                        *buf == want,
+                        "structured {structured} round {round} request {i}"
+                    );
                 }
             }
         }
