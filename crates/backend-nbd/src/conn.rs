@@ -135,6 +135,11 @@ impl Inner {
     pub(crate) fn end(&self) {
         lock(&self.send).failed = true;
         self.fail_all(libc::ESHUTDOWN);
+        // Kept for later, never sent: they fail too.
+        let deferred = std::mem::take(&mut *lock(&self.deferred));
+        for c in deferred {
+            c.finish(Err(libc::ESHUTDOWN));
+        }
     }
 
     /// Send `cmd` once no reply is being read (a command a reply leads to:
@@ -454,6 +459,5 @@ fn run(inner: Arc<Inner>, mut fd: Arc<OwnedFd>) {
             None => break,
         }
     }
-    lock(&inner.send).failed = true;
-    inner.fail_all(libc::ESHUTDOWN);
+    inner.end();
 }
