@@ -13,7 +13,11 @@
 #          during the whole `write` boot with fio (outages of 0.7 s, well below
 #          --nbd-reconnect-timeout 10): the guest sees no I/O error (its
 #          dmesg check) and the image holds its pattern.
-# Every boot ends with the guest's dmesg check (no I/O error lines).
+#   boot 4 (vhost-user): qemu-nbd stopped before the guest boots, vblk with
+#          --nbd-reconnect-timeout 2: the guest's reads and writes fail
+#          with I/O errors in bounded time (test `ioerr`); qemu-nbd comes
+#          back and a second guest on the same daemon writes its pattern.
+# Every boot but boot 4's first ends with the guest's dmesg check (no I/O error lines).
 #
 #   tests/guest/e2e-nbd.sh        (VBLK=PATH, VBLK_E2E_KEEP=1 as in e2e.sh)
 set -euo pipefail
@@ -141,4 +145,20 @@ flaps=$(cat "$W/flaps" 2>/dev/null || echo 0)
 grep -q "reconnected" "$W/vblk.log" || { echo "e2e-nbd: vblk never reconnected" >&2; exit 1; }
 echo "host: qemu-nbd restarted $flaps times during the boot; no guest I/O error; pattern intact"
 echo "== boot 3 done in $(since "$t")"
+echo "== boot 4: the server gone longer than --nbd-reconnect-timeout 2: guest I/O errors, no hang; then back"
+t=$(now)
+rm -f "$W/raw.img"; truncate -s 64M "$W/raw.img"
+nbd_start raw "$W/raw.img" unix
+serve "nbd+unix:///disk?socket=$W/nbd.sock" --vhost-user --nbd-reconnect-timeout 2
+nbd_stop
+boot vhost-user ioerr --timeout 120
+grep -q "I/O error, dev vda" "$W/guest-vhost-user-ioerr.log" || { echo "e2e-nbd: the guest saw no I/O error" >&2; exit 1; }
+PHASE="server back"
+nbd_start raw "$W/raw.img" unix
+boot vhost-user write
+stop
+nbd_stop
+python3 "$HERE/check-image.py" "$W/raw.img" "raw after the outage"
+echo "host: guest I/O errors while the server was gone; the same daemon served a writing guest once it was back and exited 0 on SIGTERM"
+echo "== boot 4 done in $(since "$t")"
 echo "e2e-nbd: PASS in $(since "$t_all")"

@@ -139,6 +139,18 @@ verify)
     dmesg_check
     say "PASS verify"
     ;;
+ioerr)
+    # The storage behind the device is gone for longer than the daemon waits
+    # for it (NBD server down past --nbd-reconnect-timeout): reads and writes
+    # fail with an I/O error in bounded time, no hang.
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    dd if=/dev/vda of=/dev/null bs=4096 skip=100 count=1 iflag=direct 2>/dev/null && fail "a read succeeded"
+    dd if=/dev/zero of=/dev/vda bs=4096 seek=100 count=1 oflag=direct 2>/dev/null && fail "a write succeeded"
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    dmesg | grep -q "I/O error, dev vda" || fail "no 'I/O error, dev vda' in dmesg"
+    say "read and write failed in $(echo "$t1 $t0" | awk '{ printf "%.1f", $1 - $2 }')s: $(dmesg | grep "I/O error, dev vda" | tail -n 1 | sed 's/^\[[^]]*\] //')"
+    say "PASS ioerr"
+    ;;
 readonly)
     [ "$(cat /sys/block/vda/ro)" = 1 ] || fail "device is not read-only"
     verify_all

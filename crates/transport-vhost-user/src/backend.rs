@@ -353,7 +353,10 @@ impl Conn {
         // safe guess until the guest writes `writeback` again.
         if !self.cache_mode_known {
             self.cache_mode_known = true;
-            if q.next_avail() != 0 || q.next_used() != 0 {
+            // A fresh ring: positions 0 (split), or positions 0 with both
+            // wrap counters 1 (packed, virtio 1.2, 2.8.1).
+            let fresh = if packed { 0x8000 } else { 0 };
+            if q.next_avail() != fresh || q.next_used() != fresh {
                 channel::cache_mode_unknown(&self.device, "a front end resumed a running guest");
             }
         }

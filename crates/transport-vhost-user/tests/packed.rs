@@ -207,3 +207,24 @@ fn hostile_packed_bases_are_refused_and_the_daemon_serves_on() {
         S_OK
     );
 }
+
+/// A packed ring that starts fresh (positions 0, wrap counters 1) is a
+/// booting guest: the configured write-back mode holds. One that starts
+/// mid-stream on a new connection (a migration destination) serves
+/// write-through until the guest says (QEMU replays no SET_CONFIG).
+#[test]
+fn a_fresh_packed_ring_keeps_write_back_and_a_resumed_one_is_write_through() {
+    let daemon = Daemon::start();
+    let mut d = daemon.packed_driver(8);
+    let p = d.packed_ring();
+    d.start_packed_ring(&p, p.base()).unwrap();
+    assert!(daemon.dev.live().writeback(), "a fresh packed ring");
+    drop(d);
+    let mut d = daemon.packed_driver(8);
+    let p = d.packed_ring();
+    d.start_packed_ring(&p, 0x0001_0001).unwrap();
+    assert!(
+        !daemon.dev.live().writeback(),
+        "a packed ring resumed mid-stream"
+    );
+}
