@@ -5,7 +5,11 @@
 //! * [`handshake`]: fixed newstyle, structured replies, NBD_OPT_GO.
 //! * [`proto`]: the wire format; [`reader`]: replies, checked against the
 //!   request before guest memory is touched.
-//! * [`conn`]: a connection, its reply thread, reconnect and resend.
+//! * [`conn`]: a connection, its thread (reconnect and resend; it reads
+//!   the replies only when queues share the connection).
+//! * `direct`: replies read by the queue thread itself, when its queue has
+//!   the connection to itself (the socket is part of the engine's
+//!   completion fd).
 //! * [`engine`]: the per-queue [`IoEngine`](vblk_backend::IoEngine).
 //!
 //! One connection per queue when the server says NBD_FLAG_CAN_MULTI_CONN

@@ -64,7 +64,8 @@ pub enum ThreadKind {
     VfioUser,
     /// A queue runner: rings, eventfds, storage I/O.
     Queue,
-    /// An NBD connection's reply thread (`vblk-nbd-N`): reads replies,
+    /// An NBD connection's thread (`vblk-nbd-N`): reads replies (when
+    /// queues share the connection; otherwise the queue threads do),
     /// reconnects (TCP or UNIX `socket` + `connect`). Started before the
     /// main filter, so it is not part of `Main`.
     Nbd,
