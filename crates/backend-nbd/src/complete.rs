@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vblk_backend::{IoCompletion, Token};
@@ -19,9 +19,6 @@ pub struct Sink {
     efd: OwnedFd,
     /// Guest requests handed to a connection and not yet in `done`.
     outstanding: AtomicUsize,
-    /// The engine is inside `reap` and harvests after clearing this: a
-    /// completion added meanwhile needs no signal.
-    reaping: AtomicBool,
 }
 
 impl Sink {
@@ -36,7 +33,6 @@ impl Sink {
             // SAFETY: `fd` was just created and is owned by nobody else.
             efd: unsafe { OwnedFd::from_raw_fd(fd) },
             outstanding: AtomicUsize::new(0),
-            reaping: AtomicBool::new(false),
         })
     }
 
@@ -55,21 +51,9 @@ impl Sink {
             d.len() == 1
         };
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
-        // SeqCst with `end_reap`: either the engine still harvests after
-        // this push, or this sees the flag clear and signals.
-        if was_empty && !self.reaping.load(Ordering::SeqCst) {
+        if was_empty {
             self.signal();
         }
-    }
-
-    /// The engine starts reading replies itself (direct mode).
-    pub fn begin_reap(&self) {
-        self.reaping.store(true, Ordering::SeqCst);
-    }
-
-    /// Before harvesting.
-    pub fn end_reap(&self) {
-        self.reaping.store(false, Ordering::SeqCst);
     }
 
     pub fn signal(&self) {
@@ -152,9 +136,10 @@ impl Parent {
                 // NBD does not order commands: the FLUSH goes out only
                 // after the write has completed, so it covers it.
                 self.remaining.store(1, Ordering::Release);
-                // This runs while a reply is being read: sent right after.
                 let c = Cmd::new(CMD_FLUSH, 0, 0, 0, Vec::new(), self.clone());
-                conn.send_later(c);
+                if let Err(c) = conn.send(c) {
+                    c.finish(Err(libc::EIO));
+                }
                 return;
             }
             self.sink.complete(IoCompletion {

@@ -9,15 +9,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cmd::Cmd;
-use crate::complete::Sink;
 use crate::connect::{open, Target};
-use crate::direct::Reader;
 use crate::handshake::ExportInfo;
 use crate::iov::writev_all;
 use crate::proto::{encode_request, CMD_DISC};
@@ -26,7 +24,7 @@ use crate::proto::{encode_request, CMD_DISC};
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-pub(crate) fn shut(fd: &OwnedFd) {
+fn shut(fd: &OwnedFd) {
     // SAFETY: shutdown takes no pointers; fd is open (we hold it).
     unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
 }
@@ -51,28 +49,10 @@ pub struct Inner {
     pub(crate) info: ExportInfo,
     target: Target,
     export: String,
-    pub(crate) reconnect_timeout: Duration,
+    reconnect_timeout: Duration,
     send: Mutex<SendSide>,
     table: Mutex<Table>,
     pub(crate) stop: AtomicBool,
-    /// Replies are read by the engines' queue threads ([`crate::direct`]);
-    /// the connection thread only reconnects and watches for silence.
-    pub(crate) direct: AtomicBool,
-    /// The socket as the engines read it (direct mode). Lock order:
-    /// `reader`, then `send`, then `table`.
-    pub(crate) reader: Mutex<Reader>,
-    /// Bumped (under `reader`) whenever `reader.fd` changes.
-    pub(crate) gen: AtomicU64,
-    /// Bytes received in direct mode (the connection thread's watchdog).
-    pub(crate) rx: AtomicU64,
-    /// Direct mode: the connection broke, the connection thread reconnects.
-    pub(crate) lost: Mutex<bool>,
-    pub(crate) lost_cv: Condvar,
-    /// The sinks of the engines reading this connection: signalled when
-    /// the socket changes, so they poll the new one.
-    pub(crate) watchers: Mutex<Vec<Weak<Sink>>>,
-    /// Commands to send once no reply is being read.
-    deferred: Mutex<Vec<Cmd>>,
     /// Since when the server has been unusable, and the current backoff.
     /// A connection that handshakes but then breaks before answering
     /// anything does not end the outage: only a good reply does.
@@ -80,7 +60,7 @@ pub struct Inner {
     in_outage: AtomicBool,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -109,70 +89,24 @@ impl Inner {
         }
         lock(&self.table).cmds.insert(cookie, cmd);
         if let Some(fd) = &s.fd {
-            let r = if self.direct.load(Ordering::Relaxed) {
-                // SAFETY: the header is local; the payload iovecs are guest
-                // memory valid until the command completes, which cannot
-                // happen before its header is sent (nothing answers it yet).
-                unsafe { crate::direct::send_all(self, fd.as_raw_fd(), &iov) }
-            } else {
-                // SAFETY: as above.
-                unsafe { writev_all(fd.as_raw_fd(), &iov) }
-            };
-            if let Err(e) = r {
+            // SAFETY: the header is local; the payload iovecs are guest
+            // memory valid until the command completes, which cannot
+            // happen before its header is sent (nothing answers it yet).
+            if let Err(e) = unsafe { writev_all(fd.as_raw_fd(), &iov) } {
                 // Part of a request may be on the wire: this connection is
                 // unusable. The reply thread sees it close and reconnects;
                 // the command stays in the table to be resent.
                 log::warn!("{}: send failed: {e}; reconnecting", self.name);
                 shut(fd);
                 s.fd = None;
-                self.notify_lost();
             }
         }
         Ok(())
     }
 
-    /// The connection is over: every command fails, now and from now on.
-    pub(crate) fn end(&self) {
-        lock(&self.send).failed = true;
-        self.fail_all(libc::ESHUTDOWN);
-        // Kept for later, never sent: they fail too.
-        let deferred = std::mem::take(&mut *lock(&self.deferred));
-        for c in deferred {
-            c.finish(Err(libc::ESHUTDOWN));
-        }
-    }
-
-    /// Send `cmd` once no reply is being read (a command a reply leads to:
-    /// the FLUSH after a write to a server without FUA). See
-    /// [`Inner::send_deferred`].
-    pub(crate) fn send_later(&self, cmd: Cmd) {
-        lock(&self.deferred).push(cmd);
-    }
-
-    /// Send what `send_later` kept; called by whoever reads replies, after
-    /// reading, and after `submit`.
-    pub(crate) fn send_deferred(&self) {
-        let cmds = std::mem::take(&mut *lock(&self.deferred));
-        for c in cmds {
-            if let Err(c) = self.send(c) {
-                c.finish(Err(libc::EIO));
-            }
-        }
-    }
-
     /// No command in flight.
     pub(crate) fn idle(&self) -> bool {
         lock(&self.table).cmds.is_empty()
-    }
-
-    /// The payload length of a successful reply to `cookie`: the READ's
-    /// length, 0 for other commands (and unknown cookies, which `reply`
-    /// rejects).
-    pub(crate) fn read_len(&self, cookie: u64) -> u32 {
-        match lock(&self.table).cmds.get(&cookie) {
-            Some(c) if c.is_read() => c.len,
-            _ => 0,
-        }
     }
 
     pub(crate) fn take(&self, cookie: u64) -> Option<Cmd> {
@@ -184,7 +118,7 @@ impl Inner {
     }
 
     /// Complete every command in flight with `errno`.
-    pub(crate) fn fail_all(&self, errno: i32) {
+    fn fail_all(&self, errno: i32) {
         let cmds: Vec<Cmd> = lock(&self.table).cmds.drain().map(|(_, c)| c).collect();
         for c in cmds {
             c.finish(Err(errno));
@@ -194,7 +128,7 @@ impl Inner {
     /// Connect again with backoff until it works (commands in flight are
     /// sent again) or `stop`. After `reconnect_timeout` every command in
     /// flight fails with EIO and new ones fail at once, but attempts go on.
-    pub(crate) fn reconnect(&self) -> Option<Arc<OwnedFd>> {
+    fn reconnect(&self) -> Option<Arc<OwnedFd>> {
         let (start, mut delay, again) = {
             let mut o = lock(&self.outage);
             let again = o.is_some();
@@ -321,7 +255,6 @@ impl Inner {
 pub struct Conn {
     pub(crate) inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
-    mode: Mutex<Option<std::sync::mpsc::Sender<bool>>>,
 }
 
 pub type ThreadHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
@@ -350,19 +283,10 @@ impl Conn {
             }),
             table: Mutex::new(Table::default()),
             stop: AtomicBool::new(false),
-            direct: AtomicBool::new(false),
-            reader: Mutex::new(Reader::new(Some(fd.clone()))),
-            gen: AtomicU64::new(0),
-            rx: AtomicU64::new(0),
-            lost: Mutex::new(false),
-            lost_cv: Condvar::new(),
-            watchers: Mutex::new(Vec::new()),
-            deferred: Mutex::new(Vec::new()),
             outage: Mutex::new(None),
             in_outage: AtomicBool::new(false),
         });
         let (tx, rx) = std::sync::mpsc::channel();
-        let (mode_tx, mode_rx) = std::sync::mpsc::channel::<bool>();
         let i2 = inner.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vblk-nbd-{index}"))
@@ -370,20 +294,8 @@ impl Conn {
                 let r = hook.map(|h| h()).unwrap_or(Ok(()));
                 let ok = r.is_ok();
                 let _ = tx.send(r);
-                if !ok {
-                    return;
-                }
-                match mode_rx.recv() {
-                    Ok(true) => crate::direct::run(i2, fd),
-                    Ok(false) => {
-                        // Only this thread reads the socket.
-                        i2.reader
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .reset(None);
-                        run(i2, fd)
-                    }
-                    Err(_) => i2.end(),
+                if ok {
+                    run(i2, fd);
                 }
             })?;
         match rx.recv() {
@@ -394,17 +306,7 @@ impl Conn {
         Ok(Conn {
             inner,
             thread: Some(thread),
-            mode: Mutex::new(Some(mode_tx)),
         })
-    }
-
-    /// Start serving: replies read by the engines themselves (`direct`,
-    /// for a connection with one queue) or by the connection thread.
-    pub fn set_direct(&self, direct: bool) {
-        self.inner.direct.store(direct, Ordering::Release);
-        if let Some(tx) = lock(&self.mode).take() {
-            let _ = tx.send(direct);
-        }
     }
 
     pub fn info(&self) -> &ExportInfo {
@@ -415,9 +317,6 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Release);
-        // A thread still waiting for its mode ends.
-        lock(&self.mode).take();
-        self.inner.notify_lost();
         {
             let s = lock(&self.inner.send);
             if let Some(fd) = &s.fd {
@@ -459,5 +358,6 @@ fn run(inner: Arc<Inner>, mut fd: Arc<OwnedFd>) {
             None => break,
         }
     }
-    inner.end();
+    lock(&inner.send).failed = true;
+    inner.fail_all(libc::ESHUTDOWN);
 }

@@ -22,7 +22,7 @@ pub enum Target {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A server that stops reading our requests for this long is treated as
 /// gone (the connection is dropped and re-established).
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connect and negotiate.
 pub fn open(

@@ -1,12 +1,9 @@
 //! The per-queue engine: each guest request becomes one or more NBD
-//! commands on the queue's connection. In direct mode (the queue has the
-//! connection to itself) `reap` reads the replies from the socket
-//! ([`crate::direct`]); otherwise the connection's reply thread completes
-//! them into this engine's [`Sink`] and signals its eventfd.
+//! commands on the queue's connection; the connection's reply thread
+//! completes them into this engine's [`Sink`] and signals its eventfd.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +11,7 @@ use vblk_backend::{IoCompletion, IoEngine, IoOp, IoRequest};
 
 use crate::cmd::Cmd;
 use crate::complete::{Parent, Sink};
-use crate::conn::{lock, Conn};
+use crate::conn::Conn;
 use crate::handshake::ExportInfo;
 use crate::iov::slice;
 use crate::proto::*;
@@ -34,120 +31,16 @@ pub struct NbdEngine {
     sink: Arc<Sink>,
     pending: Vec<IoRequest>,
     in_flight: usize,
-    direct: Option<Direct>,
-}
-
-/// Direct mode: the completion fd is an epoll set of the sink's eventfd
-/// and, while this engine has requests in flight, the socket (a readable
-/// socket with nothing in flight would wake the runner for nothing: the
-/// device reaps only engines with requests in flight).
-struct Direct {
-    ep: OwnedFd,
-    /// The socket in `ep`, and the connection's `gen` it was taken at.
-    polled: Option<Arc<OwnedFd>>,
-    gen: u64,
-}
-
-fn ep_ctl(ep: &OwnedFd, op: i32, fd: RawFd) -> io::Result<()> {
-    let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: fd as u64,
-    };
-    // SAFETY: `ev` is a local; both fds are open (the caller holds them).
-    let r = unsafe { libc::epoll_ctl(ep.as_raw_fd(), op, fd, &mut ev) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 impl NbdEngine {
     pub fn new(conn: Arc<Conn>) -> io::Result<Self> {
-        let sink = Arc::new(Sink::new()?);
-        let direct = if conn.inner.direct.load(Ordering::Acquire) {
-            // SAFETY: no pointers; the result is checked.
-            let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-            if ep < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: just created, owned by nobody else.
-            let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-            ep_ctl(&ep, libc::EPOLL_CTL_ADD, sink.fd())?;
-            conn.inner.watch(&sink);
-            Some(Direct {
-                ep,
-                polled: None,
-                gen: u64::MAX,
-            })
-        } else {
-            None
-        };
         Ok(NbdEngine {
             conn,
-            sink,
+            sink: Arc::new(Sink::new()?),
             pending: Vec::new(),
             in_flight: 0,
-            direct,
         })
-    }
-
-    /// Direct mode: poll the connection's current socket while requests
-    /// are in flight, nothing otherwise.
-    fn sync_poll(&mut self) {
-        let Some(d) = self.direct.as_mut() else {
-            return;
-        };
-        let inner = &self.conn.inner;
-        let busy = self.in_flight > 0;
-        if busy && d.polled.is_some() && d.gen == inner.gen.load(Ordering::Acquire) {
-            return;
-        }
-        if !busy && d.polled.is_none() {
-            return;
-        }
-        let (want, gen) = if busy {
-            let r = lock(&inner.reader);
-            (r.fd.clone(), inner.gen.load(Ordering::Acquire))
-        } else {
-            (None, d.gen)
-        };
-        d.gen = gen;
-        let same = match (&want, &d.polled) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
-            return;
-        }
-        if let Some(old) = d.polled.take() {
-            let _ = ep_ctl(&d.ep, libc::EPOLL_CTL_DEL, old.as_raw_fd());
-        }
-        if let Some(new) = want {
-            match ep_ctl(&d.ep, libc::EPOLL_CTL_ADD, new.as_raw_fd()) {
-                Ok(()) => d.polled = Some(new),
-                Err(e) => {
-                    // Cannot wait for it: read it on every wake-up of the
-                    // sink instead, and try again next time.
-                    log::warn!("nbd engine: cannot poll the socket: {e}");
-                    d.gen = u64::MAX;
-                    self.sink.signal();
-                }
-            }
-        }
-    }
-
-    /// Direct mode: read whatever replies the socket has.
-    fn read_replies(&self) {
-        let inner = &self.conn.inner;
-        // Another engine (or the connection thread) is at it: it completes
-        // ours too, into our sink.
-        let Ok(mut r) = inner.reader.try_lock() else {
-            return;
-        };
-        if let Err(e) = crate::direct::drain(inner, &mut r) {
-            inner.lose(&mut r, &e);
-        }
     }
 
     fn info(&self) -> &ExportInfo {
@@ -260,8 +153,6 @@ impl IoEngine for NbdEngine {
                 }
             }
         }
-        self.conn.inner.send_deferred();
-        self.sync_poll();
         Ok(())
     }
 
@@ -292,10 +183,7 @@ impl IoEngine for NbdEngine {
     }
 
     fn completion_fd(&self) -> Option<RawFd> {
-        match &self.direct {
-            Some(d) => Some(d.ep.as_raw_fd()),
-            None => Some(self.sink.fd()),
-        }
+        Some(self.sink.fd())
     }
 
     fn name(&self) -> &'static str {
@@ -313,16 +201,9 @@ impl NbdEngine {
         let mut got = 0;
         loop {
             self.sink.clear();
-            if self.direct.is_some() {
-                self.sink.begin_reap();
-                self.read_replies();
-                self.sink.end_reap();
-                self.conn.inner.send_deferred();
-            }
             let n = self.sink.harvest(out);
             self.in_flight -= n.min(self.in_flight);
             got += n;
-            self.sync_poll();
             if got >= min || self.in_flight == 0 {
                 return Ok(());
             }
@@ -337,7 +218,7 @@ impl NbdEngine {
                 }
             };
             let mut p = libc::pollfd {
-                fd: self.completion_fd().unwrap_or(-1),
+                fd: self.sink.fd(),
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -365,14 +246,6 @@ impl Drop for NbdEngine {
         let start = Instant::now();
         let mut warned = false;
         while self.sink.outstanding() > 0 {
-            if self.direct.is_some() {
-                // Nobody else may be reading the replies.
-                self.read_replies();
-                self.conn.inner.send_deferred();
-                if self.sink.outstanding() == 0 {
-                    break;
-                }
-            }
             std::thread::sleep(Duration::from_millis(1));
             if !warned && start.elapsed() > Duration::from_secs(5) {
                 log::warn!(

@@ -39,7 +39,7 @@ pub fn total(iovs: &[libc::iovec]) -> u64 {
 }
 
 /// Drop the first `n` bytes of `iovs` (after a short transfer).
-pub(crate) fn advance(iovs: &mut Vec<libc::iovec>, mut n: usize) {
+fn advance(iovs: &mut Vec<libc::iovec>, mut n: usize) {
     let mut drop = 0;
     for v in iovs.iter_mut() {
         if n >= v.iov_len {
@@ -55,7 +55,7 @@ pub(crate) fn advance(iovs: &mut Vec<libc::iovec>, mut n: usize) {
 }
 
 /// The kernel takes at most this many iovecs per call.
-pub(crate) const IOV_MAX: usize = 1024;
+const IOV_MAX: usize = 1024;
 
 /// Write all of `iovs` to `fd`.
 ///

@@ -5,11 +5,7 @@
 //! * [`handshake`]: fixed newstyle, structured replies, NBD_OPT_GO.
 //! * [`proto`]: the wire format; [`reader`]: replies, checked against the
 //!   request before guest memory is touched.
-//! * [`conn`]: a connection, its thread (reconnect and resend; it reads
-//!   the replies only when queues share the connection).
-//! * `direct`: replies read by the queue thread itself, when its queue has
-//!   the connection to itself (the socket is part of the engine's
-//!   completion fd).
+//! * [`conn`]: a connection, its reply thread, reconnect and resend.
 //! * [`engine`]: the per-queue [`IoEngine`](vblk_backend::IoEngine).
 //!
 //! One connection per queue when the server says NBD_FLAG_CAN_MULTI_CONN
@@ -29,7 +25,6 @@ mod cmd;
 mod complete;
 pub mod conn;
 mod connect;
-mod direct;
 mod engine;
 pub mod handshake;
 mod iov;
@@ -113,12 +108,6 @@ impl NbdBackend {
                 }
                 conns.push(Arc::new(c));
             }
-        }
-        // Each queue its own connection: its queue thread reads the
-        // replies itself. Connections shared by queues keep a reply thread.
-        let direct = conns.len() >= opts.connections.max(1);
-        for c in &conns {
-            c.set_direct(direct);
         }
         log::info!(
             "{uri}: {} bytes, flags {:#x}{}, {} connection(s)",

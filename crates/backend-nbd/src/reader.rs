@@ -12,65 +12,6 @@ use crate::conn::Inner;
 use crate::iov::{read_exact, readv_all, slice, zero};
 use crate::proto::*;
 
-/// Where reply bytes come from: the socket itself (the reply thread,
-/// blocking) or a buffer holding one whole reply (the queue thread, see
-/// [`crate::direct`]).
-pub(crate) trait Src {
-    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()>;
-    /// # Safety
-    /// Every iovec must point to writable memory that nothing else
-    /// accesses meanwhile.
-    unsafe fn readv_all(&mut self, iovs: &[libc::iovec]) -> io::Result<()>;
-}
-
-pub(crate) struct FdSrc(pub RawFd);
-
-impl Src for FdSrc {
-    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        read_exact(self.0, buf)
-    }
-    unsafe fn readv_all(&mut self, iovs: &[libc::iovec]) -> io::Result<()> {
-        // SAFETY: passed on from the caller.
-        unsafe { readv_all(self.0, iovs) }
-    }
-}
-
-/// Bytes already received.
-pub(crate) struct SliceSrc<'a>(pub &'a [u8]);
-
-impl SliceSrc<'_> {
-    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
-        if n > self.0.len() {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-}
-
-impl Src for SliceSrc<'_> {
-    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        buf.copy_from_slice(self.take(buf.len())?);
-        Ok(())
-    }
-    unsafe fn readv_all(&mut self, iovs: &[libc::iovec]) -> io::Result<()> {
-        let total = iovs
-            .iter()
-            .try_fold(0usize, |a, v| a.checked_add(v.iov_len))
-            .ok_or(io::ErrorKind::InvalidInput)?;
-        let mut from = self.take(total)?;
-        for v in iovs {
-            let (a, b) = from.split_at(v.iov_len);
-            // SAFETY: the caller guarantees the iovec is writable; `a` is
-            // our own buffer, which cannot overlap guest memory.
-            unsafe { std::ptr::copy_nonoverlapping(a.as_ptr(), v.iov_base as *mut u8, a.len()) };
-            from = b;
-        }
-        Ok(())
-    }
-}
-
 fn broken(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -85,7 +26,6 @@ pub fn serve(inner: &Inner, fd: RawFd) -> io::Error {
             Ok(true) => inner.healthy(),
             Ok(false) => {}
         }
-        inner.send_deferred();
     }
 }
 
@@ -104,16 +44,10 @@ fn one_reply(inner: &Inner, fd: RawFd) -> io::Result<bool> {
             r => break r?,
         }
     }
-    reply(inner, &mut FdSrc(fd), magic)
-}
-
-/// The rest of a reply after its magic. Ok(true) when a command got its
-/// whole answer.
-pub(crate) fn reply(inner: &Inner, fd: &mut impl Src, magic: [u8; 4]) -> io::Result<bool> {
     match reply_kind(u32::from_be_bytes(magic)) {
         Some(ReplyKind::Simple) => {
             let mut rest = [0u8; 12];
-            fd.read_exact(&mut rest)?;
+            read_exact(fd, &mut rest)?;
             let r = decode_simple(&rest);
             let cmd = inner.take(r.cookie).ok_or_else(|| {
                 broken(format!("simple reply for unknown cookie {:#x}", r.cookie))
@@ -122,7 +56,7 @@ pub(crate) fn reply(inner: &Inner, fd: &mut impl Src, magic: [u8; 4]) -> io::Res
         }
         Some(ReplyKind::Structured) => {
             let mut rest = [0u8; 16];
-            fd.read_exact(&mut rest)?;
+            read_exact(fd, &mut rest)?;
             let h = decode_chunk(&rest);
             if !inner.info.structured {
                 return Err(broken("structured reply without negotiating it".into()));
@@ -142,7 +76,7 @@ pub(crate) fn reply(inner: &Inner, fd: &mut impl Src, magic: [u8; 4]) -> io::Res
     }
 }
 
-fn simple(inner: &Inner, fd: &mut impl Src, r: SimpleReply, cmd: Cmd) -> io::Result<()> {
+fn simple(inner: &Inner, fd: RawFd, r: SimpleReply, cmd: Cmd) -> io::Result<()> {
     if r.error != 0 {
         // An error reply to a READ carries no payload.
         cmd.finish(Err(errno_of(r.error)));
@@ -153,7 +87,7 @@ fn simple(inner: &Inner, fd: &mut impl Src, r: SimpleReply, cmd: Cmd) -> io::Res
         // not the server's).
         // SAFETY: the iovecs are the request's guest buffers, valid until
         // the command finishes; only this thread writes them now.
-        if let Err(e) = unsafe { fd.readv_all(&cmd.iovecs) } {
+        if let Err(e) = unsafe { readv_all(fd, &cmd.iovecs) } {
             inner.put_back(r.cookie, cmd);
             return Err(e);
         }
@@ -170,7 +104,7 @@ fn inside(cmd: &Cmd, off: u64, len: u64) -> Option<u64> {
     (len > 0 && end <= u64::from(cmd.len)).then_some(rel)
 }
 
-fn chunk(inner: &Inner, fd: &mut impl Src, h: ChunkHeader, mut cmd: Cmd) -> io::Result<()> {
+fn chunk(inner: &Inner, fd: RawFd, h: ChunkHeader, mut cmd: Cmd) -> io::Result<()> {
     let r = chunk_body(fd, &h, &mut cmd);
     if let Err(e) = r {
         inner.put_back(h.cookie, cmd);
@@ -200,7 +134,7 @@ fn chunk(inner: &Inner, fd: &mut impl Src, h: ChunkHeader, mut cmd: Cmd) -> io::
     Ok(())
 }
 
-fn chunk_body(fd: &mut impl Src, h: &ChunkHeader, cmd: &mut Cmd) -> io::Result<()> {
+fn chunk_body(fd: RawFd, h: &ChunkHeader, cmd: &mut Cmd) -> io::Result<()> {
     match h.kind {
         REPLY_TYPE_NONE => {
             // "NBD_REPLY_TYPE_NONE ... length MUST be 0 ... MUST be used
@@ -221,7 +155,7 @@ fn chunk_body(fd: &mut impl Src, h: &ChunkHeader, cmd: &mut Cmd) -> io::Result<(
                 )));
             }
             let mut o = [0u8; 8];
-            fd.read_exact(&mut o)?;
+            read_exact(fd, &mut o)?;
             let off = u64::from_be_bytes(o);
             let len = u64::from(h.len - 8);
             let rel = inside(cmd, off, len).ok_or_else(|| {
@@ -238,7 +172,7 @@ fn chunk_body(fd: &mut impl Src, h: &ChunkHeader, cmd: &mut Cmd) -> io::Result<(
             let dst = slice(&cmd.iovecs, rel, len).ok_or_else(|| broken("iovec range".into()))?;
             // SAFETY: `dst` is inside the request's guest buffers (checked
             // against the command's length above), valid until it finishes.
-            unsafe { fd.readv_all(&dst) }
+            unsafe { readv_all(fd, &dst) }
         }
         REPLY_TYPE_OFFSET_HOLE => {
             if !cmd.is_read() || h.len != 12 {
@@ -248,7 +182,7 @@ fn chunk_body(fd: &mut impl Src, h: &ChunkHeader, cmd: &mut Cmd) -> io::Result<(
                 )));
             }
             let mut b = [0u8; 12];
-            fd.read_exact(&mut b)?;
+            read_exact(fd, &mut b)?;
             let off = be64(&b, 0);
             let len = u64::from(be32(&b, 8));
             let rel = inside(cmd, off, len).ok_or_else(|| {
@@ -274,7 +208,7 @@ fn chunk_body(fd: &mut impl Src, h: &ChunkHeader, cmd: &mut Cmd) -> io::Result<(
                 return Err(broken(format!("error chunk of {} bytes", h.len)));
             }
             let mut b = vec![0u8; h.len as usize];
-            fd.read_exact(&mut b)?;
+            read_exact(fd, &mut b)?;
             let error = be32(&b, 0);
             let msg_len = u32::from(be16(&b, 4));
             let want = 6 + msg_len + if k == REPLY_TYPE_ERROR_OFFSET { 8 } else { 0 };

@@ -64,8 +64,7 @@ pub enum ThreadKind {
     VfioUser,
     /// A queue runner: rings, eventfds, storage I/O.
     Queue,
-    /// An NBD connection's thread (`vblk-nbd-N`): reads replies (when
-    /// queues share the connection; otherwise the queue threads do),
+    /// An NBD connection's reply thread (`vblk-nbd-N`): reads replies,
     /// reconnects (TCP or UNIX `socket` + `connect`). Started before the
     /// main filter, so it is not part of `Main`.
     Nbd,
@@ -337,10 +336,6 @@ fn queue_io(l: &mut List) {
         // An NBD request half sent on a broken connection: the queue
         // thread shuts the socket so its reply thread reconnects.
         sys!(SYS_shutdown),
-        // NBD replies received and requests sent by the queue thread
-        // without blocking (`MSG_DONTWAIT`).
-        sys!(SYS_recvfrom),
-        sys!(SYS_sendmsg),
     ] {
         l.allow(s);
     }

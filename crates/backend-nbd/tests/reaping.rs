@@ -1,5 +1,9 @@
-//! Replies read by the queue thread itself (a connection per queue): what
-//! the reply thread used to guarantee must still hold.
+//! Reaping as the device's runner does (only when the completion fd is
+//! readable): no deadlock with a server that answers before it reads on,
+//! and no completion left unseen when many replies arrive together. Both
+//! hold with today's reply thread; they are the traps of a queue thread
+//! reading replies itself (each failed against a broken version of that,
+//! see docs/nbd-bench.md).
 
 mod common;
 
