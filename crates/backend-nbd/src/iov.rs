@@ -4,6 +4,8 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use vblk_backend::skip_iovecs;
+
 /// The iovecs covering bytes `[start, start + len)` of `iovs`. Returns
 /// `None` when the range is not inside `iovs` (never for ranges the caller
 /// validated against the request length).
@@ -38,22 +40,6 @@ pub fn total(iovs: &[libc::iovec]) -> u64 {
     iovs.iter().map(|v| v.iov_len as u64).sum()
 }
 
-/// Drop the first `n` bytes of `iovs` (after a short transfer).
-fn advance(iovs: &mut Vec<libc::iovec>, mut n: usize) {
-    let mut drop = 0;
-    for v in iovs.iter_mut() {
-        if n >= v.iov_len {
-            n -= v.iov_len;
-            drop += 1;
-        } else {
-            v.iov_base = (v.iov_base as usize + n) as *mut libc::c_void;
-            v.iov_len -= n;
-            break;
-        }
-    }
-    iovs.drain(..drop);
-}
-
 /// The kernel takes at most this many iovecs per call.
 const IOV_MAX: usize = 1024;
 
@@ -77,7 +63,7 @@ pub unsafe fn writev_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
         if r == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        advance(&mut left, r as usize);
+        left = skip_iovecs(&left, r as u64);
     }
     Ok(())
 }
@@ -110,7 +96,7 @@ pub unsafe fn readv_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
         if r == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        advance(&mut left, r as usize);
+        left = skip_iovecs(&left, r as u64);
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ pub mod uring;
 pub use file::{CacheMode, FileBackend, FileOptions};
 pub use mem::MemBackend;
 pub use null::NullBackend;
-pub use sync_io::AlignedBuf;
+pub use sync_io::{skip_iovecs, AlignedBuf};
 
 /// Identifies a request between [`IoEngine::push`] and its completion.
 pub type Token = u64;

@@ -148,7 +148,7 @@ impl std::fmt::Debug for AlignedBuf {
 }
 
 /// The iovecs after their first `n` bytes (empty iovecs dropped).
-pub(crate) fn skip_iovecs(iovecs: &[libc::iovec], mut n: u64) -> Vec<libc::iovec> {
+pub fn skip_iovecs(iovecs: &[libc::iovec], mut n: u64) -> Vec<libc::iovec> {
     let mut out = Vec::with_capacity(iovecs.len());
     for v in iovecs {
         let l = v.iov_len as u64;
