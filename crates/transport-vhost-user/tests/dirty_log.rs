@@ -5,6 +5,8 @@
 //! small, not a file, an overflowing offset, past the end of its file) is
 //! never written out of bounds, and the daemon keeps serving.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -13,13 +15,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Served;
 use vblk_backend::testing::{Outcome, ScriptedBackend};
 use vblk_device::{BlkConfig, BlkDevice};
 use vblk_testkit::blk::{header, T_IN, T_OUT};
 use vblk_testkit::mem::memfd;
 use vblk_testkit::ring::F_WRITE;
 use vblk_testkit::vhost_user::{Driver, Options, RING_PACKED};
-use vblk_transport_vhost_user::{serve, StopSignal};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::{VhostBackend, VhostUserDirtyLogRegion, VringConfigData};
 
@@ -28,60 +30,33 @@ const PAGE: u64 = 0x1000;
 const LOG_ALL: u64 = VhostUserVirtioFeatures::LOG_ALL.bits();
 
 struct Daemon {
-    stop: Arc<StopSignal>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    served: Served,
     backend: ScriptedBackend,
     dev: Arc<BlkDevice>,
-    sock: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("vu.sock");
         let backend = ScriptedBackend::new(DISK);
         backend.fill(0, &[0x5a; 16384]);
         let dev = Arc::new(BlkDevice::new(
             BlkConfig::new(DISK),
             Arc::new(backend.clone()),
         ));
-        let stop = Arc::new(StopSignal::new().unwrap());
-        let thread = {
-            let (stop, sock, dev) = (stop.clone(), sock.clone(), dev.clone());
-            std::thread::spawn(move || serve(dev, &sock, Default::default(), stop).unwrap())
-        };
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(t.elapsed() < Duration::from_secs(5), "never listened");
-            std::thread::sleep(Duration::from_millis(5));
-        }
         Daemon {
-            stop,
-            thread: Some(thread),
+            served: Served::start(dev.clone()),
             backend,
             dev,
-            sock,
-            _dir: dir,
         }
     }
 
     fn connect(&self) -> Driver {
         let mut o = Options::default();
         o.protocol |= VhostUserProtocolFeatures::LOG_SHMFD;
-        let g = Driver::connect(&self.sock, o).unwrap();
+        let g = Driver::connect(&self.served.sock, o).unwrap();
         assert!(g.has(VhostUserProtocolFeatures::LOG_SHMFD));
         assert_ne!(g.offered & LOG_ALL, 0, "VHOST_F_LOG_ALL not offered");
         g
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -343,7 +318,7 @@ fn packed_rings_log_data_status_the_descriptor_ring_and_the_device_area() {
     let mut o = Options::default();
     o.features |= RING_PACKED;
     o.protocol |= VhostUserProtocolFeatures::LOG_SHMFD;
-    let mut g = Driver::negotiate(&d.sock, o).unwrap();
+    let mut g = Driver::negotiate(&d.served.sock, o).unwrap();
     assert_ne!(g.acked & RING_PACKED, 0);
     g.send_mem_table().unwrap();
     let mut p = g.packed_ring();

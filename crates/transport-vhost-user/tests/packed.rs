@@ -4,54 +4,38 @@
 //! wrap counters included), an inflight region next to a packed ring, and
 //! hostile bases.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Served;
 use vblk_backend::MemBackend;
 use vblk_device::{BlkConfig, BlkDevice};
 use vblk_testkit::blk::{Request, S_OK};
 use vblk_testkit::vhost_user::{Driver, Options, RING_PACKED};
-use vblk_transport_vhost_user::{serve, StopSignal};
 use vhost::vhost_user::message::VhostUserInflight;
 use vhost::vhost_user::VhostUserFrontend;
 
 const DISK: u64 = 1 << 20;
 
 struct Daemon {
-    stop: Arc<StopSignal>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    served: Served,
     backend: MemBackend,
     dev: Arc<BlkDevice>,
-    sock: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("vu.sock");
         let backend = MemBackend::new(DISK);
         let dev = Arc::new(BlkDevice::new(
             BlkConfig::new(DISK),
             Arc::new(backend.clone()),
         ));
-        let stop = Arc::new(StopSignal::new().unwrap());
-        let thread = {
-            let (stop, sock, dev) = (stop.clone(), sock.clone(), dev.clone());
-            std::thread::spawn(move || serve(dev, &sock, Default::default(), stop).unwrap())
-        };
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(t.elapsed() < Duration::from_secs(5), "never listened");
-            std::thread::sleep(Duration::from_millis(5));
-        }
         Daemon {
-            stop,
-            thread: Some(thread),
+            served: Served::start(dev.clone()),
             backend,
             dev,
-            sock,
-            _dir: dir,
         }
     }
 
@@ -61,7 +45,7 @@ impl Daemon {
             features: Options::default().features | RING_PACKED,
             ..Options::default()
         };
-        let d = Driver::negotiate(&self.sock, opts).unwrap();
+        let d = Driver::negotiate(&self.served.sock, opts).unwrap();
         assert_ne!(d.offered & RING_PACKED, 0, "RING_PACKED not offered");
         assert_ne!(d.acked & RING_PACKED, 0);
         d.send_mem_table().unwrap();
@@ -71,26 +55,15 @@ impl Daemon {
 
 #[test]
 fn packed_rings_can_be_turned_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("vu.sock");
     let mut cfg = BlkConfig::new(DISK);
     cfg.packed_rings = false;
     let dev = Arc::new(BlkDevice::new(cfg, Arc::new(MemBackend::new(DISK))));
-    let stop = Arc::new(StopSignal::new().unwrap());
-    let thread = {
-        let (stop, sock) = (stop.clone(), sock.clone());
-        std::thread::spawn(move || serve(dev, &sock, Default::default(), stop).unwrap())
-    };
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(5), "never listened");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let served = Served::start(dev);
     let opts = Options {
         features: Options::default().features | RING_PACKED,
         ..Options::default()
     };
-    let mut d = Driver::connect(&sock, opts).unwrap();
+    let mut d = Driver::connect(&served.sock, opts).unwrap();
     assert_eq!(
         d.offered & RING_PACKED,
         0,
@@ -99,17 +72,7 @@ fn packed_rings_can_be_turned_off() {
     // The split ring serves.
     assert_eq!(d.run(&Request::flush()).unwrap().status, S_OK);
     drop(d);
-    stop.stop();
-    thread.join().unwrap();
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    served.stop();
 }
 
 #[test]

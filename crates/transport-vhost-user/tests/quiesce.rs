@@ -4,33 +4,30 @@
 //! old mapping), so nothing touches the memory after the front end takes
 //! it back.
 
+mod common;
+
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Served;
 use vblk_backend::testing::{Outcome, ScriptedBackend};
 use vblk_device::{BlkConfig, BlkDevice};
 use vblk_testkit::blk::Request;
 use vblk_testkit::mem::memfd;
 use vblk_testkit::vhost_user::{Driver, Options};
-use vblk_transport_vhost_user::{serve, StopSignal};
 use vhost::vhost_user::VhostUserFrontend;
 
 const DISK: u64 = 1 << 20;
 const SLOW: Duration = Duration::from_millis(300);
 
 struct Daemon {
-    stop: Arc<StopSignal>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    served: Served,
     backend: ScriptedBackend,
-    sock: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("vu.sock");
         let backend = ScriptedBackend::new(DISK);
         backend.fill(0, &[0x5a; 4096]);
         backend.set_script(|_, _, _| Outcome::after(SLOW));
@@ -38,22 +35,9 @@ impl Daemon {
             BlkConfig::new(DISK),
             Arc::new(backend.clone()),
         ));
-        let stop = Arc::new(StopSignal::new().unwrap());
-        let thread = {
-            let (stop, sock) = (stop.clone(), sock.clone());
-            std::thread::spawn(move || serve(dev, &sock, Default::default(), stop).unwrap())
-        };
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(t.elapsed() < Duration::from_secs(5), "never listened");
-            std::thread::sleep(Duration::from_millis(5));
-        }
         Daemon {
-            stop,
-            thread: Some(thread),
+            served: Served::start(dev),
             backend,
-            sock,
-            _dir: dir,
         }
     }
 
@@ -69,19 +53,10 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[test]
 fn set_mem_table_waits_for_the_read_in_flight() {
     let d = Daemon::start();
-    let mut g = Driver::connect(&d.sock, Options::default()).unwrap();
+    let mut g = Driver::connect(&d.served.sock, Options::default()).unwrap();
     let (head, placed) = g.submit(&Request::read(0, 4096));
     d.wait_in_flight();
     let t = Instant::now();
@@ -98,7 +73,7 @@ fn set_mem_table_waits_for_the_read_in_flight() {
 #[test]
 fn rem_mem_reg_waits_for_a_read_into_that_region() {
     let d = Daemon::start();
-    let mut g = Driver::connect(&d.sock, Options::default()).unwrap();
+    let mut g = Driver::connect(&d.served.sock, Options::default()).unwrap();
     // A second region far away, and a read whose data lands in it.
     let far = 1u64 << 36;
     let f = memfd(c"far", 1 << 20).unwrap();
