@@ -4,18 +4,17 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vblk_backend::{IoCompletion, Token};
 
-use crate::cmd::Cmd;
-use crate::conn::Inner;
-use crate::proto::CMD_FLUSH;
-
 /// An engine's completions, filled by the connection threads.
 pub struct Sink {
     done: Mutex<Vec<IoCompletion>>,
+    /// Requests whose parts are done and that now need their FLUSH sent
+    /// (see [`Parent::flush_after`]), by the engine's own thread.
+    flush_wanted: Mutex<Vec<Arc<Parent>>>,
     efd: OwnedFd,
     /// Guest requests handed to a connection and not yet in `done`.
     outstanding: AtomicUsize,
@@ -30,6 +29,7 @@ impl Sink {
         }
         Ok(Sink {
             done: Mutex::new(Vec::new()),
+            flush_wanted: Mutex::new(Vec::new()),
             // SAFETY: `fd` was just created and is owned by nobody else.
             efd: unsafe { OwnedFd::from_raw_fd(fd) },
             outstanding: AtomicUsize::new(0),
@@ -77,6 +77,11 @@ impl Sink {
         n
     }
 
+    /// The requests that wait for their FLUSH to be sent.
+    pub fn take_flush_wanted(&self) -> Vec<Arc<Parent>> {
+        std::mem::take(&mut *self.flush_wanted.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn started(&self) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
     }
@@ -94,8 +99,8 @@ pub struct Parent {
     remaining: AtomicUsize,
     err: AtomicI32,
     /// A FUA write to a server without NBD_FLAG_SEND_FUA: once every part
-    /// has succeeded, a FLUSH on this connection, then the completion.
-    then_flush: Mutex<Option<Arc<Inner>>>,
+    /// has succeeded, a FLUSH on the same connection, then the completion.
+    then_flush: AtomicBool,
 }
 
 impl Parent {
@@ -108,13 +113,19 @@ impl Parent {
             sink,
             remaining: AtomicUsize::new(parts.max(1)),
             err: AtomicI32::new(0),
-            then_flush: Mutex::new(None),
+            then_flush: AtomicBool::new(false),
         })
     }
 
-    /// Complete only after a FLUSH sent on `conn` once the parts are done.
-    pub fn flush_after(&self, conn: Arc<Inner>) {
-        *self.then_flush.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+    /// Wake the engine this request belongs to (it has work: commands to
+    /// send again after a reconnect).
+    pub fn wake(&self) {
+        self.sink.signal();
+    }
+
+    /// Complete only after a FLUSH, sent once the parts are done.
+    pub fn flush_after(&self) {
+        self.then_flush.store(true, Ordering::Release);
     }
 
     /// One command finished; the last one completes the request (with the
@@ -127,19 +138,20 @@ impl Parent {
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let e = self.err.load(Ordering::Acquire);
-            let flush = self
-                .then_flush
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let (0, Some(conn)) = (e, flush) {
+            if e == 0 && self.then_flush.swap(false, Ordering::AcqRel) {
                 // NBD does not order commands: the FLUSH goes out only
-                // after the write has completed, so it covers it.
+                // after the write has completed, so it covers it. The
+                // engine's thread sends it (`NbdEngine::send_flushes`):
+                // this may be the reply thread, which must never wait on
+                // the send side, or the server could be waiting for it to
+                // read while a queue thread waits for the server to read.
                 self.remaining.store(1, Ordering::Release);
-                let c = Cmd::new(CMD_FLUSH, 0, 0, 0, Vec::new(), self.clone());
-                if let Err(c) = conn.send(c) {
-                    c.finish(Err(libc::EIO));
-                }
+                self.sink
+                    .flush_wanted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.clone());
+                self.sink.signal();
                 return;
             }
             self.sink.complete(IoCompletion {

@@ -41,6 +41,9 @@ struct SendSide {
 pub(crate) struct Table {
     cmds: HashMap<u64, Cmd>,
     next: u64,
+    /// Commands of a lost connection, to go out again on the new one (in
+    /// the order they were first sent) by the next engine that reaps.
+    unsent: Vec<u64>,
 }
 
 /// The state shared by the queue threads and the reply thread.
@@ -211,8 +214,11 @@ impl Inner {
         }
     }
 
-    /// Install a fresh connection and send every command in flight on it
-    /// (in the order they were first sent).
+    /// Install a fresh connection; every command in flight is to be sent
+    /// again on it. Not here: this is the reply thread, which must be
+    /// reading while they go out (the server may answer the first before
+    /// it reads the rest). The engines whose commands they are are woken
+    /// and send them ([`Inner::send_unsent`]).
     fn resend(&self, fd: &Arc<OwnedFd>) -> bool {
         let mut s = lock(&self.send);
         // Drop sets `stop` before it takes this lock to shut the socket:
@@ -224,30 +230,61 @@ impl Inner {
         let mut cookies: Vec<u64> = t.cmds.keys().copied().collect();
         cookies.sort_unstable();
         for c in &cookies {
-            let Some(cmd) = t.cmds.get_mut(c) else {
-                continue;
-            };
-            cmd.reset();
-            let hdr = cmd.header(*c);
-            let mut iov = vec![libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: hdr.len(),
-            }];
-            if cmd.has_payload() {
-                iov.extend_from_slice(&cmd.iovecs);
-            }
-            // SAFETY: as in `send`: the command has not completed.
-            if let Err(e) = unsafe { writev_all(fd.as_raw_fd(), &iov) } {
-                log::warn!("{}: resending failed: {e}", self.name);
-                return false;
+            if let Some(cmd) = t.cmds.get_mut(c) {
+                cmd.reset();
+                cmd.parent.wake();
             }
         }
         if !cookies.is_empty() {
-            log::warn!("{}: resent {} request(s)", self.name, cookies.len());
+            log::warn!("{}: {} request(s) to send again", self.name, cookies.len());
         }
+        t.unsent = cookies;
         s.fd = Some(fd.clone());
         s.failed = false;
         true
+    }
+
+    /// Send the commands a reconnect left to send again (see `resend`);
+    /// on a queue thread, never the reply thread.
+    pub fn send_unsent(&self) {
+        let mut s = lock(&self.send);
+        let Some(fd) = s.fd.clone() else {
+            return;
+        };
+        let mut hdrs = Vec::new();
+        let mut iov = Vec::new();
+        {
+            let mut t = lock(&self.table);
+            if t.unsent.is_empty() {
+                return;
+            }
+            let cookies = std::mem::take(&mut t.unsent);
+            hdrs.reserve(cookies.len());
+            // Headers first, so their addresses are stable below.
+            for c in &cookies {
+                if let Some(cmd) = t.cmds.get(c) {
+                    hdrs.push((cmd.header(*c), *c));
+                }
+            }
+            for (h, c) in &hdrs {
+                iov.push(libc::iovec {
+                    iov_base: h.as_ptr() as *mut libc::c_void,
+                    iov_len: h.len(),
+                });
+                if let Some(cmd) = t.cmds.get(c).filter(|cmd| cmd.has_payload()) {
+                    iov.extend_from_slice(&cmd.iovecs);
+                }
+            }
+        }
+        // SAFETY: as in `send`: the headers are local, the payloads guest
+        // memory their requests keep mapped until they complete.
+        if let Err(e) = unsafe { writev_all(fd.as_raw_fd(), &iov) } {
+            // The reply thread sees the connection fail and reconnects,
+            // which marks every command in flight to be sent again.
+            log::warn!("{}: sending again failed: {e}; reconnecting", self.name);
+            shut(&fd);
+            s.fd = None;
+        }
     }
 }
 

@@ -138,7 +138,7 @@ impl IoEngine for NbdEngine {
                 && !info.has(TF_SEND_FUA)
                 && info.has(TF_SEND_FLUSH)
             {
-                parent.flush_after(self.conn.inner.clone());
+                parent.flush_after();
             }
             match plan {
                 Err(e) => parent.part_done(Err(e)),
@@ -192,6 +192,19 @@ impl IoEngine for NbdEngine {
 }
 
 impl NbdEngine {
+    /// Send what the reply thread leaves to this thread: commands of a
+    /// lost connection, and the FLUSH of each FUA write whose data has
+    /// been written (see `Parent::flush_after`).
+    fn send_flushes(&self) {
+        self.conn.inner.send_unsent();
+        for p in self.sink.take_flush_wanted() {
+            let c = Cmd::new(CMD_FLUSH, 0, 0, 0, Vec::new(), p);
+            if let Err(c) = self.conn.inner.send(c) {
+                c.finish(Err(libc::EIO));
+            }
+        }
+    }
+
     fn reap_until(
         &mut self,
         out: &mut Vec<IoCompletion>,
@@ -201,6 +214,7 @@ impl NbdEngine {
         let mut got = 0;
         loop {
             self.sink.clear();
+            self.send_flushes();
             let n = self.sink.harvest(out);
             self.in_flight -= n.min(self.in_flight);
             got += n;
@@ -246,6 +260,7 @@ impl Drop for NbdEngine {
         let start = Instant::now();
         let mut warned = false;
         while self.sink.outstanding() > 0 {
+            self.send_flushes();
             std::thread::sleep(Duration::from_millis(1));
             if !warned && start.elapsed() > Duration::from_secs(5) {
                 log::warn!(
