@@ -3,7 +3,10 @@
 //! and no completion left unseen when many replies arrive together. Both
 //! hold with today's reply thread; they are the traps of a queue thread
 //! reading replies itself (each failed against a broken version of that,
-//! see docs/nbd-bench.md).
+//! see docs/nbd-bench.md). The last two: the reply thread itself never
+//! waits to send (a FLUSH that follows a FUA write, the commands sent
+//! again after a reconnect), or it stops reading the replies the server
+//! waits to deliver.
 
 mod common;
 
