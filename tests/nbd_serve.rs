@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use blkio::{Blkio, Blkioq, Completion, ReqFlags};
 
+mod common;
+use common::Daemon;
+
 const SIZE: u64 = 16 << 20;
 
 fn have(tool: &str) -> bool {
@@ -142,68 +145,6 @@ fn uri(probe: &Probe, export: &str) -> String {
     }
 }
 
-struct Daemon {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, image: &str, extra: &[&str]) -> Daemon {
-        let sock = dir.join("vblk.sock");
-        let _ = std::fs::remove_file(&sock);
-        let child = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args([
-                "serve",
-                "--seccomp",
-                "kill",
-                "--image",
-                image,
-                "--vhost-user",
-            ])
-            .arg(&sock)
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start vblk");
-        let mut d = Daemon { child, sock };
-        let t = Instant::now();
-        while !d.sock.exists() {
-            if let Some(st) = d.child.try_wait().unwrap() {
-                panic!("vblk exited early: {st}");
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "vblk did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "vblk did not exit on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Client {
     b: Blkio,
     q: Blkioq,
@@ -277,9 +218,17 @@ fn raw_image(dir: &Path) -> PathBuf {
 
 const OFFSETS: [u64; 4] = [0, 4096 * 100, SIZE / 2 + 512, SIZE - 8192];
 
+/// `vblk serve --seccomp kill` of `image_uri` over vhost-user.
+fn serve(image_uri: &str, extra: &[&str]) -> Daemon {
+    Daemon::vhost_user(image_uri)
+        .args(["--seccomp", "kill"])
+        .args(extra)
+        .start()
+}
+
 /// Write, read back, flush through vblk; stop it; the bytes are in `img`.
-fn round_trip(dir: &Path, image_uri: &str, img: &Path) {
-    let d = Daemon::start(dir, image_uri, &["--num-queues", "2"]);
+fn round_trip(image_uri: &str, img: &Path) {
+    let mut d = serve(image_uri, &["--num-queues", "2"]);
     let mut c = Client::connect(&d.sock);
     assert_eq!(c.b.get_u64("capacity").unwrap(), SIZE);
     for (i, off) in OFFSETS.iter().enumerate() {
@@ -318,14 +267,14 @@ fn qemu_nbd_over_unix_and_tcp() {
     let probe = Probe::Unix(dir.path().join("nbd.sock"));
     let u = uri(&probe, "disk");
     let s = qemu_nbd(&img, "raw", probe);
-    round_trip(dir.path(), &u, &img);
+    round_trip(&u, &img);
     drop(s);
     let img2 = dir.path().join("disk2.raw");
     std::fs::File::create(&img2).unwrap().set_len(SIZE).unwrap();
     let probe = Probe::Tcp(free_port());
     let u = uri(&probe, "disk");
     let _s = qemu_nbd(&img2, "raw", probe);
-    round_trip(dir.path(), &u, &img2);
+    round_trip(&u, &img2);
 }
 
 #[test]
@@ -349,7 +298,7 @@ fn nbdkit_file_plugin_over_unix_and_tcp() {
         cmd.iter().map(|s| s.to_string()).collect(),
         Probe::Unix(sock.clone()),
     );
-    round_trip(dir.path(), &uri(&Probe::Unix(sock), ""), &img);
+    round_trip(&uri(&Probe::Unix(sock), ""), &img);
     drop(s);
     let port = free_port();
     let cmd = [
@@ -366,7 +315,7 @@ fn nbdkit_file_plugin_over_unix_and_tcp() {
         cmd.iter().map(|s| s.to_string()).collect(),
         Probe::Tcp(port),
     );
-    round_trip(dir.path(), &uri(&Probe::Tcp(port), ""), &img);
+    round_trip(&uri(&Probe::Tcp(port), ""), &img);
 }
 
 fn run(cmd: &[&str]) -> String {
@@ -396,7 +345,7 @@ fn qcow2_overlay_with_a_backing_file() {
     let probe = Probe::Unix(dir.path().join("nbd.sock"));
     let u = uri(&probe, "disk");
     let s = qemu_nbd(&top, "qcow2", probe);
-    let d = Daemon::start(dir.path(), &u, &[]);
+    let mut d = serve(&u, &[]);
     let mut c = Client::connect(&d.sock);
     // Unwritten ranges come from the backing file.
     assert_eq!(
@@ -446,7 +395,7 @@ fn server_restart_loses_nothing_and_a_server_gone_for_good_is_an_error() {
     let probe = Probe::Tcp(free_port());
     let u = uri(&probe, "disk");
     let mut s = qemu_nbd(&img, "raw", probe);
-    let d = Daemon::start(dir.path(), &u, &["--nbd-reconnect-timeout", "4"]);
+    let mut d = serve(&u, &["--nbd-reconnect-timeout", "4"]);
     let mut c = Client::connect(&d.sock);
     assert_eq!(c.write(0, &pattern(1, 4096)), 0);
     // Killed with a write on the way; back after a second: the write

@@ -7,109 +7,49 @@
 
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use blkio::{Blkio, Blkioq, Completion, ReqFlags};
 
-struct Daemon {
-    child: Child,
-    sock: PathBuf,
-    ctl: PathBuf,
+mod common;
+use common::{vblk, Daemon};
+
+/// Thread name -> (seccomp mode, number of filters), from /proc.
+fn threads(d: &Daemon) -> BTreeMap<String, Vec<(u32, u32)>> {
+    let mut out: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
+    let dir = format!("/proc/{}/task", d.pid());
+    for t in std::fs::read_dir(dir).unwrap().flatten() {
+        let Ok(comm) = std::fs::read_to_string(t.path().join("comm")) else {
+            continue; // the thread just exited
+        };
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().parse::<u32>().unwrap())
+                .unwrap_or(0)
+        };
+        out.entry(comm.trim().to_string())
+            .or_default()
+            .push((field("Seccomp:"), field("Seccomp_filters:")));
+    }
+    out
 }
 
-impl Daemon {
-    fn start(dir: &Path, transport: &str, image: &str, extra: &[&str]) -> Daemon {
-        let sock = dir.join("vblk.sock");
-        let ctl = dir.join("vblk.ctl");
-        let child = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["serve", "--image", image, transport])
-            .arg(&sock)
-            .arg("--control")
-            .arg(&ctl)
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start vblk");
-        let mut d = Daemon { child, sock, ctl };
-        let t = Instant::now();
-        while !d.sock.exists() {
-            if let Some(st) = d.child.try_wait().unwrap() {
-                panic!("vblk exited at start: {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "no socket");
-            std::thread::sleep(Duration::from_millis(20));
+/// Wait until a thread named `name` shows up.
+fn wait_thread(d: &Daemon, name: &str) -> BTreeMap<String, Vec<(u32, u32)>> {
+    let t = Instant::now();
+    loop {
+        let th = threads(d);
+        if th.contains_key(name) {
+            return th;
         }
-        d
-    }
-
-    /// Thread name -> (seccomp mode, number of filters), from /proc.
-    fn threads(&self) -> BTreeMap<String, Vec<(u32, u32)>> {
-        let mut out: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
-        let dir = format!("/proc/{}/task", self.child.id());
-        for t in std::fs::read_dir(dir).unwrap().flatten() {
-            let Ok(comm) = std::fs::read_to_string(t.path().join("comm")) else {
-                continue; // the thread just exited
-            };
-            let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
-                continue;
-            };
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .map(|v| v.trim().parse::<u32>().unwrap())
-                    .unwrap_or(0)
-            };
-            out.entry(comm.trim().to_string())
-                .or_default()
-                .push((field("Seccomp:"), field("Seccomp_filters:")));
-        }
-        out
-    }
-
-    /// Wait until a thread named `name` shows up.
-    fn wait_thread(&self, name: &str) -> BTreeMap<String, Vec<(u32, u32)>> {
-        let t = Instant::now();
-        loop {
-            let th = self.threads();
-            if th.contains_key(name) {
-                return th;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "no {name}: {th:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["stats", "--json", "--socket"])
-            .arg(&self.ctl)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "no exit on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(t.elapsed() < Duration::from_secs(10), "no {name}: {th:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -193,11 +133,9 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
         // /var/tmp: a disk file system (O_DIRECT needs one; tmpfs has none).
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let img = dir.path().join("disk.img");
-        let d = Daemon::start(
-            dir.path(),
-            "--vhost-user",
-            img.to_str().unwrap(),
-            &[
+        let mut d = Daemon::vhost_user(&img)
+            .control()
+            .args([
                 "--size",
                 "8M",
                 "--num-queues",
@@ -208,18 +146,18 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
                 cache,
                 "--seccomp",
                 "kill",
-            ],
-        );
+            ])
+            .start();
         // Before any front end: the main thread under main + vhost-user,
         // the control and signal threads under theirs.
-        let th = d.threads();
+        let th = threads(&d);
         expect(&th, "vblk", 2, 2);
         expect(&th, "vblk-control", 2, 1);
         expect(&th, "vblk-signals", 2, 1);
 
         let mut c = Client::connect(&d.sock, 2);
         // The queue threads, started for this front end, add their own.
-        let th = d.wait_thread("vblk-queue-1");
+        let th = wait_thread(&d, "vblk-queue-1");
         expect(&th, "vblk-queue-0", 2, 3);
         expect(&th, "vblk-queue-1", 2, 3);
 
@@ -246,8 +184,8 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
         // SIGTERM with the front end connected: exit 0, files removed.
         let st = d.stop();
         assert!(st.success(), "{what}: exit status {st}");
-        assert!(!dir.path().join("vblk.sock").exists(), "{what}");
-        assert!(!dir.path().join("vblk.ctl").exists(), "{what}");
+        assert!(!d.sock.exists(), "{what}");
+        assert!(!d.ctl().exists(), "{what}");
         drop(c);
         let bytes = std::fs::read(&img).unwrap();
         assert_eq!(&bytes[7 * 65536..7 * 65536 + 8192], &pattern(7, 8192)[..]);
@@ -256,52 +194,58 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
 
 #[test]
 fn vhost_user_reconnect_under_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "--vhost-user", "null:4M", &[]);
+    let mut d = Daemon::vhost_user("null:4M").control().start();
     for round in 0..3u8 {
         let mut c = Client::connect(&d.sock, 1);
         assert_eq!(c.write(4096, &pattern(round, 4096)), 0);
         drop(c);
     }
-    let th = d.threads();
+    let th = threads(&d);
     expect(&th, "vblk", 2, 2);
     assert!(d.stop().success());
 }
 
 #[test]
 fn vfio_user_under_kill_filters_every_thread_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "--vfio-user", "null:4M", &["--num-queues", "2"]);
-    let th = d.wait_thread("vfio-user");
+    let mut d = Daemon::vfio_user("null:4M")
+        .control()
+        .args(["--num-queues", "2"])
+        .start();
+    let th = wait_thread(&d, "vfio-user");
     expect(&th, "vblk", 2, 1);
     expect(&th, "vfio-user", 2, 2);
     expect(&th, "vblk-control", 2, 1);
     expect(&th, "vblk-signals", 2, 1);
     // A client: the server makes the PCI function and its queue threads.
     let conn = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
-    let th = d.wait_thread("vblk-queue-1");
+    let th = wait_thread(&d, "vblk-queue-1");
     expect(&th, "vblk-queue-0", 2, 3);
     expect(&th, "vblk-queue-1", 2, 3);
     drop(conn);
     let st = d.stop();
     assert!(st.success(), "exit status {st}");
-    assert!(!dir.path().join("vblk.sock").exists());
+    assert!(!d.sock.exists());
 }
 
 #[test]
 fn off_installs_nothing_and_log_installs_the_same_filters() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), "--vhost-user", "null:4M", &["--seccomp", "off"]);
-    let th = d.threads();
+    let mut d = Daemon::vhost_user("null:4M")
+        .control()
+        .args(["--seccomp", "off"])
+        .start();
+    let th = threads(&d);
     for name in ["vblk", "vblk-control", "vblk-signals"] {
         expect(&th, name, 0, 0);
     }
     assert!(d.stop().success());
 
-    let d = Daemon::start(dir.path(), "--vhost-user", "null:4M", &["--seccomp", "log"]);
+    let mut d = Daemon::vhost_user("null:4M")
+        .control()
+        .args(["--seccomp", "log"])
+        .start();
     let mut c = Client::connect(&d.sock, 1);
     assert_eq!(c.write(0, &pattern(1, 512)), 0);
-    let th = d.wait_thread("vblk-queue-0");
+    let th = wait_thread(&d, "vblk-queue-0");
     expect(&th, "vblk", 2, 2);
     expect(&th, "vblk-queue-0", 2, 3);
     assert!(d.stop().success());
@@ -309,7 +253,7 @@ fn off_installs_nothing_and_log_installs_the_same_filters() {
 
 #[test]
 fn bad_mode_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args([
             "serve",
             "--image",

@@ -3,40 +3,22 @@
 //! probe after each case reads back what it wrote).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-struct Daemon(Child);
+mod common;
+use common::{vblk, Daemon};
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(img: &Path, sock: &Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_vblk"))
-        .args(["serve", "--size", "64M", "--image"])
-        .arg(img)
-        .arg("--vhost-user")
-        .arg(sock)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon(child);
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "no socket");
-        assert!(d.0.try_wait().unwrap().is_none(), "the daemon exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
+/// `vblk serve --size 64M --image <dir>/d.img --vhost-user <dir>/vblk.sock`.
+fn serve(dir: &Path) -> Daemon {
+    Daemon::vhost_user(dir.join("d.img"))
+        .dir(dir)
+        .args(["--size", "64M"])
+        .start()
 }
 
 fn torture(sock: &Path, extra: &[&str]) -> (bool, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args(["torture", "--json", "--vhost-user"])
         .arg(sock)
         .args(extra)
@@ -56,8 +38,8 @@ fn torture(sock: &Path, extra: &[&str]) -> (bool, serde_json::Value) {
 #[test]
 fn every_torture_case_passes_against_vblk() {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("t.sock");
-    let mut d = serve(&dir.path().join("d.img"), &sock);
+    let mut d = serve(dir.path());
+    let sock = d.sock.clone();
     let (ok, v) = torture(&sock, &[]);
     let cases = v["cases"].as_array().unwrap();
     let failed: Vec<_> = cases.iter().filter(|c| c["verdict"] != "PASS").collect();
@@ -84,7 +66,7 @@ fn every_torture_case_passes_against_vblk() {
             "no {group} case"
         );
     }
-    assert!(d.0.try_wait().unwrap().is_none(), "the daemon died");
+    assert!(d.alive(), "the daemon died");
 }
 
 /// The tool itself: a daemon that is gone fails the cases (and the exit
@@ -92,8 +74,8 @@ fn every_torture_case_passes_against_vblk() {
 #[test]
 fn torture_fails_when_the_daemon_is_gone_and_selects_cases() {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("t.sock");
-    let d = serve(&dir.path().join("d.img"), &sock);
+    let d = serve(dir.path());
+    let sock = d.sock.clone();
     let (ok, v) = torture(&sock, &["--cases", "req.bad-type,ring.desc-loop"]);
     assert!(ok);
     let names: Vec<_> = v["cases"]
@@ -105,7 +87,7 @@ fn torture_fails_when_the_daemon_is_gone_and_selects_cases() {
     assert_eq!(names, ["ring.desc-loop", "req.bad-type"]);
     drop(d);
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args(["torture", "--timeout-ms", "500", "--vhost-user"])
         .arg(&sock)
         .output()

@@ -7,9 +7,11 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+mod common;
+use common::Daemon;
 
 const VERSION: u16 = 1;
 const DMA_MAP: u16 = 2;
@@ -46,87 +48,29 @@ fn msg(id: u16, command: u16, payload: &[u8]) -> Vec<u8> {
 // The daemon
 // ----------------------------------------------------------------------
 
-struct Daemon {
-    child: Child,
-    sock: PathBuf,
-    ctl: PathBuf,
-    _dir: tempfile::TempDir,
+/// `vblk serve --image null:1M --vfio-user ... --control ...`.
+fn start() -> Daemon {
+    Daemon::vfio_user("null:1M").control().start()
 }
 
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("v.sock");
-        let ctl = dir.path().join("v.ctl");
-        let child = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["serve", "--image", "null:1M", "--vfio-user"])
-            .arg(&sock)
-            .arg("--control")
-            .arg(&ctl)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(t.elapsed() < Duration::from_secs(10), "no socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon {
-            child,
-            sock,
-            ctl,
-            _dir: dir,
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(&self.sock)
-    }
-
-    /// Peak resident memory of the daemon, in KiB.
-    fn vm_hwm(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .unwrap()
-            .count()
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["stats", "--json", "--socket"])
-            .arg(&self.ctl)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn stop(mut self) {
-        // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let st = self.child.wait().unwrap();
-        assert!(st.success(), "exit status {st}");
-        assert!(!self.sock.exists(), "socket left behind");
-    }
+/// SIGTERM: exit 0, the socket removed.
+fn stop(mut d: Daemon) {
+    let st = d.stop();
+    assert!(st.success(), "exit status {st}");
+    assert!(!d.sock.exists(), "socket left behind");
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn client(d: &Daemon) -> Client {
+    Client::connect(&d.sock)
+}
+
+/// Peak resident memory of the daemon, in KiB.
+fn vm_hwm(d: &Daemon) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 // ----------------------------------------------------------------------
@@ -362,7 +306,7 @@ fn memfd(size: u64) -> File {
 
 #[test]
 fn malformed_messages_do_not_kill_the_daemon() {
-    let mut d = Daemon::start();
+    let mut d = start();
     let attacks: Vec<Vec<u8>> = vec![
         // VERSION whose size is smaller than its own header.
         header(1, 1, 4).to_vec(),
@@ -395,7 +339,7 @@ fn malformed_messages_do_not_kill_the_daemon() {
         assert!(d.alive(), "daemon died on attack {i}");
     }
     // Still serving: a fresh client is accepted and the counters answer.
-    let mut c = d.client();
+    let mut c = client(&d);
     c.version();
     assert!(c.device_info().ok());
     drop(c);
@@ -404,13 +348,13 @@ fn malformed_messages_do_not_kill_the_daemon() {
         v["device"]["connections"].as_u64().unwrap() >= attacks.len() as u64,
         "{v}"
     );
-    d.stop();
+    stop(d);
 }
 
 #[test]
 fn a_refused_message_is_consumed_whole_so_an_embedded_header_never_runs() {
-    let d = Daemon::start();
-    let mut c = d.client();
+    let d = start();
+    let mut c = client(&d);
     c.version();
     let reset = msg(7, DEVICE_RESET, &[]);
     // REGION_WRITE to region 99 whose data is a DEVICE_RESET message.
@@ -438,8 +382,8 @@ fn a_refused_message_is_consumed_whole_so_an_embedded_header_never_runs() {
 
 #[test]
 fn wrong_sizes_are_answered_with_einval_and_absurd_sizes_drop_only_that_client() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     c.version();
     // DEVICE_GET_INFO with 4 bytes more or fewer than its layout.
     assert_eq!(c.call(DEVICE_GET_INFO, &[0; 20]).errno(), libc::EINVAL);
@@ -454,25 +398,25 @@ fn wrong_sizes_are_answered_with_einval_and_absurd_sizes_drop_only_that_client()
     drop(c); // one client at a time
              // Sizes that cannot be framed end this connection, and only it.
     for size in [8u32, 0xffff_ffff] {
-        let mut c = d.client();
+        let mut c = client(&d);
         c.version();
         c.send(&header(9, DEVICE_GET_INFO, size), &[]);
         assert!(c.closed(), "size {size}: connection dropped");
         assert!(d.alive());
     }
-    let mut c = d.client();
+    let mut c = client(&d);
     c.version();
     assert!(c.device_info().ok());
     drop(c);
-    d.stop();
+    stop(d);
 }
 
 #[test]
 fn client_sized_allocations_never_happen() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     c.version();
-    let before = d.vm_hwm();
+    let before = vm_hwm(&d);
     // REGION_WRITE claiming 4 GiB - 1 of data in a 32-byte message.
     let w = Client::access(0, 0, 0xffff_ffff);
     assert_eq!(c.call(REGION_WRITE, &w).errno(), libc::EINVAL);
@@ -483,11 +427,11 @@ fn client_sized_allocations_never_happen() {
     big.extend_from_slice(&Client::access(0, 0, 0xffff_ffd0));
     big.extend_from_slice(&[0; 4096]);
     drop(c); // one client at a time
-    let mut c2 = d.client();
+    let mut c2 = client(&d);
     c2.version();
     let _ = c2.s.write_all(&big);
     assert!(c2.closed());
-    let after = d.vm_hwm();
+    let after = vm_hwm(&d);
     assert!(
         after < before + 16 * 1024,
         "peak memory {before} KiB -> {after} KiB"
@@ -497,8 +441,8 @@ fn client_sized_allocations_never_happen() {
 
 #[test]
 fn commands_before_version_and_malformed_versions_get_errno_replies() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     // "the first message is VERSION"
     assert_eq!(c.call(DEVICE_RESET, &[]).errno(), libc::EINVAL);
     assert_eq!(c.device_info().errno(), libc::EINVAL);
@@ -522,8 +466,8 @@ fn commands_before_version_and_malformed_versions_get_errno_replies() {
 
 #[test]
 fn dma_maps_are_checked_capped_and_unmapped_exactly() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     c.version();
     // A 4 MiB map of a 4 KiB memfd: refused (it would SIGBUS on touch).
     let small = memfd(4096);
@@ -553,7 +497,7 @@ fn dma_maps_are_checked_capped_and_unmapped_exactly() {
 
     // The map cap, advertised in VERSION: fds do not pile up.
     drop(c); // one client at a time
-    let mut c2 = d.client();
+    let mut c2 = client(&d);
     let mut p = vec![0, 0, 0, 0];
     p.extend_from_slice(b"{}\0");
     let v = c2.call(VERSION, &p);
@@ -579,8 +523,8 @@ fn dma_maps_are_checked_capped_and_unmapped_exactly() {
 
 #[test]
 fn a_memfd_shrunk_under_the_rings_does_not_kill_the_daemon() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     c.version();
     let ram = memfd(64 * 1024);
     assert!(c.dma_map(3, 0, 0, 64 * 1024, Some(&ram)).ok());
@@ -599,13 +543,13 @@ fn a_memfd_shrunk_under_the_rings_does_not_kill_the_daemon() {
     assert!(c.dma_unmap(0, 64 * 1024).ok());
     assert!(d.alive());
     drop(c);
-    d.stop();
+    stop(d);
 }
 
 #[test]
 fn the_device_never_writes_a_read_only_region() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     c.version();
     let ram = memfd(64 * 1024);
     // One IN request: header (OUT), 512 data bytes and status (IN).
@@ -639,13 +583,13 @@ fn the_device_never_writes_a_read_only_region() {
     assert_eq!(&b[..4], &[0; 4], "used ring untouched");
     assert_ne!(c.status() & NEEDS_RESET, 0, "the failed write is reported");
     drop(c);
-    d.stop();
+    stop(d);
 }
 
 #[test]
 fn fds_sent_with_a_message_are_closed_when_unused() {
-    let mut d = Daemon::start();
-    let mut c = d.client();
+    let mut d = start();
+    let mut c = client(&d);
     c.version();
     let f = memfd(4096);
     let before = d.open_fds();

@@ -2,82 +2,17 @@
 //! `virtio-blk-vhost-user` driver, no VM) against `vblk serve`.
 
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use blkio::{Blkio, Blkioq, Completion, ReqFlags};
 
-struct Daemon {
-    child: Child,
-    sock: PathBuf,
-    ctl: PathBuf,
-}
+mod common;
+use common::{vblk, Daemon};
 
-impl Daemon {
-    fn start(dir: &Path, image: &Path, extra: &[&str]) -> Daemon {
-        let sock = dir.join("vblk.sock");
-        let ctl = dir.join("vblk.ctl");
-        let _ = std::fs::remove_file(&sock);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vblk"));
-        cmd.arg("serve")
-            .arg("--image")
-            .arg(image)
-            .arg("--vhost-user")
-            .arg(&sock)
-            .arg("--control")
-            .arg(&ctl)
-            .args(extra)
-            .stdin(Stdio::null());
-        let child = cmd.spawn().expect("start vblk");
-        let d = Daemon { child, sock, ctl };
-        let t = Instant::now();
-        while !d.sock.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "vblk did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "vblk did not exit on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["stats", "--json", "--socket"])
-            .arg(&self.ctl)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `vblk serve --image <image> --vhost-user ... --control ... <extra>`.
+fn serve(image: &Path, extra: &[&str]) -> Daemon {
+    Daemon::vhost_user(image).control().args(extra).start()
 }
 
 struct Client {
@@ -161,7 +96,7 @@ const SIZE: u64 = 16 << 20;
 fn write_read_flush_and_bytes_land_in_the_image() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    let d = Daemon::start(dir.path(), &img, &["--size", "16M", "--num-queues", "2"]);
+    let mut d = serve(&img, &["--size", "16M", "--num-queues", "2"]);
     let mut c = Client::connect(&d.sock, 1);
     assert_eq!(c.b.get_u64("capacity").unwrap(), SIZE);
     assert_eq!(c.b.get_i32("max-queues").unwrap(), 2);
@@ -201,7 +136,7 @@ fn write_read_flush_and_bytes_land_in_the_image() {
 
     let st = d.stop();
     assert!(st.success(), "vblk exited with {st}");
-    assert!(!dir.path().join("vblk.sock").exists(), "socket not removed");
+    assert!(!d.sock.exists(), "socket not removed");
     let bytes = std::fs::read(&img).unwrap();
     assert_eq!(bytes.len() as u64, SIZE);
     for (i, off) in offsets.iter().enumerate() {
@@ -220,7 +155,7 @@ fn reconnect_without_restart_and_readonly() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     std::fs::write(&img, pattern(7, 1 << 20)).unwrap();
-    let d = Daemon::start(dir.path(), &img, &[]);
+    let mut d = serve(&img, &[]);
     for round in 0..3 {
         let mut c = Client::connect(&d.sock, 1);
         assert_eq!(
@@ -235,7 +170,7 @@ fn reconnect_without_restart_and_readonly() {
     assert_eq!(s["device"]["connections"].as_u64().unwrap(), 3);
     assert!(d.stop().success());
 
-    let d = Daemon::start(dir.path(), &img, &["--readonly"]);
+    let mut d = serve(&img, &["--readonly"]);
     // libblkio sees VIRTIO_BLK_F_RO and refuses a read-write start.
     let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
     b.set_str("path", d.sock.to_str().unwrap()).unwrap();
@@ -262,10 +197,7 @@ fn reconnect_without_restart_and_readonly() {
 fn clear_errors_for_bad_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = vblk().args(args).output().unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).to_string(),
@@ -304,8 +236,7 @@ fn clear_errors_for_bad_arguments() {
 fn two_queues_with_polling_and_a_batch_of_32() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    let d = Daemon::start(
-        dir.path(),
+    let mut d = serve(
         &img,
         &[
             "--size",
@@ -394,14 +325,14 @@ fn two_queues_with_polling_and_a_batch_of_32() {
 fn sigterm_with_a_connected_front_end_flushes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    let d = Daemon::start(dir.path(), &img, &["--size", "4M"]);
+    let mut d = serve(&img, &["--size", "4M"]);
     let mut c = Client::connect(&d.sock, 1);
     assert_eq!(c.write(8192, &pattern(9, 4096)), 0);
     // The front end is still connected when the signal arrives.
     let st = d.stop();
     assert!(st.success(), "exit status {st}");
-    assert!(!dir.path().join("vblk.sock").exists());
-    assert!(!dir.path().join("vblk.ctl").exists());
+    assert!(!d.sock.exists());
+    assert!(!d.ctl().exists());
     drop(c);
     assert_eq!(
         &std::fs::read(&img).unwrap()[8192..12288],
@@ -424,7 +355,7 @@ fn every_engine_and_cache_mode_round_trips() {
         let img = dir.path().join("disk.img");
         let mut all = vec!["--size", "8M"];
         all.extend_from_slice(args);
-        let d = Daemon::start(dir.path(), &img, &all);
+        let mut d = serve(&img, &all);
         let mut c = Client::connect(&d.sock, 1);
         for i in 0..16u64 {
             assert_eq!(c.write(i * 65536, &pattern(i as u8, 8192)), 0, "{args:?}");
@@ -456,7 +387,7 @@ fn queues_of_512_and_1024_entries_are_accepted() {
     // qemu-storage-daemon accepts up to 1024; so does vblk by default.
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    let d = Daemon::start(dir.path(), &img, &["--size", "4M"]);
+    let mut d = serve(&img, &["--size", "4M"]);
     for qs in [512, 1024] {
         let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
         b.set_str("path", d.sock.to_str().unwrap()).unwrap();
@@ -497,7 +428,7 @@ fn queues_of_512_and_1024_entries_are_accepted() {
     assert!(d.stop().success());
 
     // An explicit smaller maximum is enforced.
-    let d = Daemon::start(dir.path(), &img, &["--queue-size", "256"]);
+    let mut d = serve(&img, &["--queue-size", "256"]);
     let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
     b.set_str("path", d.sock.to_str().unwrap()).unwrap();
     b.connect().unwrap();
@@ -524,8 +455,7 @@ fn metrics_in_the_prometheus_format_over_the_control_socket_and_http() {
         .local_addr()
         .unwrap()
         .port();
-    let d = Daemon::start(
-        dir.path(),
+    let mut d = serve(
         &img,
         &["--size", "16M", "--metrics-listen", &port.to_string()],
     );
@@ -533,9 +463,9 @@ fn metrics_in_the_prometheus_format_over_the_control_socket_and_http() {
     for i in 0..10u64 {
         assert_eq!(c.write(i * 4096, &pattern(i as u8, 4096)), 0);
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args(["stats", "--prometheus", "--socket"])
-        .arg(&d.ctl)
+        .arg(d.ctl())
         .output()
         .unwrap();
     assert!(out.status.success());

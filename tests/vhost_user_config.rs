@@ -7,11 +7,9 @@
 //! refusals (no --resize-file, the null backend, bad sizes).
 
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vblk_testkit::blk::{features as vf, Request};
 use vblk_testkit::vhost_user::{Driver, Options};
@@ -20,47 +18,24 @@ use vhost::vhost_user::{
     FrontendReqHandler, HandlerResult, VhostUserFrontend, VhostUserFrontendReqHandlerMut,
 };
 
+mod common;
+use common::{vblk, Daemon};
+
 const MIB: u64 = 1 << 20;
 const CONFIG_WCE: u64 = 1 << 11;
 const OK: u8 = 0;
 const IOERR: u8 = 1;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(image: &str, dir: &Path, extra: &[&str]) -> Daemon {
-    let sock = dir.join("vu.sock");
-    let ctl = dir.join("vu.ctl");
-    let d = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["serve", "--image", image, "--vhost-user"])
-            .arg(&sock)
-            .arg("--control")
-            .arg(&ctl)
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let t = Instant::now();
-    while !(sock.exists() && ctl.exists()) {
-        assert!(t.elapsed() < Duration::from_secs(10), "no socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    d
+/// `vblk serve --image <image> --vhost-user ... --control ... <extra>`.
+fn start(image: impl AsRef<std::ffi::OsStr>, extra: &[&str]) -> Daemon {
+    Daemon::vhost_user(image).control().args(extra).start()
 }
 
 /// `vblk resize`: (success, stdout + stderr).
-fn resize(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+fn resize(daemon: &Daemon, args: &[&str]) -> (bool, String) {
+    let out = vblk()
         .args(["resize", "--socket"])
-        .arg(dir.join("vu.ctl"))
+        .arg(daemon.ctl())
         .args(args)
         .output()
         .unwrap();
@@ -118,8 +93,8 @@ fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
         .unwrap()
         .set_len(2 * MIB)
         .unwrap();
-    let _d = start(img.to_str().unwrap(), dir.path(), &[]);
-    let mut d = Driver::connect(&dir.path().join("vu.sock"), opts()).unwrap();
+    let daemon = start(&img, &[]);
+    let mut d = Driver::connect(&daemon.sock, opts()).unwrap();
     assert!(
         d.has(VhostUserProtocolFeatures::BACKEND_REQ),
         "BACKEND_REQ offered"
@@ -130,7 +105,7 @@ fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
     assert_eq!(status(&mut d, &Request::write(last, &[7; 512])), OK);
 
     // Shrink the export: the file is left alone.
-    let (ok, out) = resize(dir.path(), &["1M"]);
+    let (ok, out) = resize(&daemon, &["1M"]);
     assert!(ok, "{out}");
     assert_eq!(changes.load(Ordering::SeqCst), 1, "CONFIG_CHANGE_MSG");
     assert_eq!(d.capacity(), Some(MIB));
@@ -140,10 +115,10 @@ fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
     assert_eq!(status(&mut d, &Request::read(MIB / 512 - 1, 512)), OK);
 
     // Growing past the file needs --resize-file; then the file grows.
-    let (ok, out) = resize(dir.path(), &["4M"]);
+    let (ok, out) = resize(&daemon, &["4M"]);
     assert!(!ok && out.contains("--resize-file"), "{out}");
     assert_eq!(changes.load(Ordering::SeqCst), 1);
-    let (ok, out) = resize(dir.path(), &["4M", "--resize-file"]);
+    let (ok, out) = resize(&daemon, &["4M", "--resize-file"]);
     assert!(ok, "{out}");
     assert_eq!(changes.load(Ordering::SeqCst), 2);
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 4 * MIB);
@@ -157,23 +132,18 @@ fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
     assert_eq!((r.status, &r.data[..512]), (OK, &[7u8; 512][..]));
 
     // Shrinking the file too.
-    let (ok, out) = resize(dir.path(), &["1536K", "--resize-file"]);
+    let (ok, out) = resize(&daemon, &["1536K", "--resize-file"]);
     assert!(ok, "{out}");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 1536 << 10);
     assert_eq!(d.capacity(), Some(1536 << 10));
 
     // Refused: not a multiple of 512, zero.
     for bad in ["1000", "0"] {
-        let (ok, out) = resize(dir.path(), &[bad]);
+        let (ok, out) = resize(&daemon, &[bad]);
         assert!(!ok && out.contains("multiple"), "{bad}: {out}");
     }
     assert_eq!(changes.load(Ordering::SeqCst), 3);
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-        .args(["stats", "--json", "--socket"])
-        .arg(dir.path().join("vu.ctl"))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = daemon.stats();
     assert_eq!(v["device"]["resizes"], 3);
     assert_eq!(v["device"]["backend_channel_notifications"], 3);
     assert_eq!(v["live"]["capacity"], 1536 << 10);
@@ -181,9 +151,8 @@ fn resize_notifies_on_the_backend_channel_and_moves_the_end() {
 
 #[test]
 fn set_config_writes_only_the_writeback_byte_and_only_with_config_wce() {
-    let dir = tempfile::tempdir().unwrap();
-    let _d = start("null:1M", dir.path(), &["--write-cache", "off"]);
-    let sock = dir.path().join("vu.sock");
+    let daemon = start("null:1M", &["--write-cache", "off"]);
+    let sock = daemon.sock.clone();
     let d = Driver::connect(&sock, opts()).unwrap();
     let wb = |d: &Driver| {
         let (_, b) = d
@@ -225,12 +194,11 @@ fn set_config_writes_only_the_writeback_byte_and_only_with_config_wce() {
 
 #[test]
 fn the_null_backend_resizes_but_has_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let _d = start("null:1M", dir.path(), &[]);
-    let mut d = Driver::connect(&dir.path().join("vu.sock"), opts()).unwrap();
-    let (ok, out) = resize(dir.path(), &["2M", "--resize-file"]);
+    let daemon = start("null:1M", &[]);
+    let mut d = Driver::connect(&daemon.sock, opts()).unwrap();
+    let (ok, out) = resize(&daemon, &["2M", "--resize-file"]);
     assert!(!ok && out.contains("null backend has no file"), "{out}");
-    let (ok, out) = resize(dir.path(), &["2M"]);
+    let (ok, out) = resize(&daemon, &["2M"]);
     assert!(ok, "{out}");
     // No back-end channel: the front end is not told, but sees it on GET_CONFIG.
     assert_eq!(d.capacity(), Some(2 * MIB));
@@ -241,8 +209,8 @@ fn a_read_only_image_is_not_resized() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("ro.img");
     std::fs::File::create(&img).unwrap().set_len(MIB).unwrap();
-    let _d = start(img.to_str().unwrap(), dir.path(), &["--readonly"]);
-    let (ok, out) = resize(dir.path(), &["2M", "--resize-file"]);
+    let daemon = start(&img, &["--readonly"]);
+    let (ok, out) = resize(&daemon, &["2M", "--resize-file"]);
     assert!(!ok && out.contains("read-only"), "{out}");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), MIB);
 }
@@ -250,10 +218,9 @@ fn a_read_only_image_is_not_resized() {
 #[test]
 fn the_control_socket_answers_requests_and_silent_clients() {
     use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let _d = start("null:1M", dir.path(), &["--write-cache", "off"]);
+    let daemon = start("null:1M", &["--write-cache", "off"]);
     let ask = |req: Option<&str>| -> serde_json::Value {
-        let mut c = std::os::unix::net::UnixStream::connect(dir.path().join("vu.ctl")).unwrap();
+        let mut c = std::os::unix::net::UnixStream::connect(daemon.ctl()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         if let Some(r) = req {
             c.write_all(r.as_bytes()).unwrap();
@@ -295,9 +262,8 @@ fn hostile_backend_channels_are_refused_and_the_daemon_keeps_serving() {
     use std::os::unix::net::UnixStream;
     use vblk_testkit::vhost_user::Reply;
     const SET_BACKEND_REQ_FD: u32 = 21;
-    let dir = tempfile::tempdir().unwrap();
-    let _d = start("null:1M", dir.path(), &[]);
-    let sock = dir.path().join("vu.sock");
+    let daemon = start("null:1M", &[]);
+    let sock = daemon.sock.clone();
     let d = Driver::negotiate(&sock, opts()).unwrap();
     let ack = |fds: &[i32]| {
         d.raw
@@ -317,7 +283,7 @@ fn hostile_backend_channels_are_refused_and_the_daemon_keeps_serving() {
     assert_eq!(ack(&[a.as_raw_fd()]), Some(0));
     drop(a);
     drop(b);
-    let (ok, out) = resize(dir.path(), &["2M"]);
+    let (ok, out) = resize(&daemon, &["2M"]);
     assert!(ok, "{out}");
     assert!(d.raw.answers());
     // An oversized payload breaks the protocol: this connection goes.
@@ -341,7 +307,7 @@ fn hostile_backend_channels_are_refused_and_the_daemon_keeps_serving() {
     // The daemon still serves a well-behaved front end, and resizes.
     let mut d = Driver::connect(&sock, opts()).unwrap();
     let changes = channel(&d);
-    let (ok, out) = resize(dir.path(), &["3M"]);
+    let (ok, out) = resize(&daemon, &["3M"]);
     assert!(ok, "{out}");
     assert_eq!(changes.load(Ordering::SeqCst), 1);
     assert_eq!(d.capacity(), Some(3 * MIB));
@@ -356,9 +322,8 @@ fn hostile_backend_channels_are_refused_and_the_daemon_keeps_serving() {
 #[test]
 fn a_reconnected_front_end_gets_write_through_until_its_guest_says() {
     use vhost::vhost_user::message::VhostUserInflight;
-    let dir = tempfile::tempdir().unwrap();
-    let _d = start("null:1M", dir.path(), &[]);
-    let sock = dir.path().join("vu.sock");
+    let daemon = start("null:1M", &[]);
+    let sock = daemon.sock.clone();
     let wb = |d: &Driver| {
         let (_, b) = d
             .fe()
@@ -398,9 +363,8 @@ fn a_reconnected_front_end_gets_write_through_until_its_guest_says() {
 /// later restart on the same connection.
 #[test]
 fn a_ring_resumed_mid_stream_gets_write_through_until_its_guest_says() {
-    let dir = tempfile::tempdir().unwrap();
-    let _d = start("null:1M", dir.path(), &[]);
-    let sock = dir.path().join("vu.sock");
+    let daemon = start("null:1M", &[]);
+    let sock = daemon.sock.clone();
     let wb = |d: &Driver| {
         let (_, b) = d
             .fe()

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use vblk_testkit::mem::memfd as kit_memfd;
@@ -24,6 +24,9 @@ use vhost::vhost_user::message::{
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use vmm_sys_util::eventfd::EventFd;
+
+mod common;
+use common::{vblk, Daemon};
 
 const MEM: usize = 4 << 20;
 const QSIZE: u16 = 16;
@@ -257,55 +260,6 @@ impl Guest {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Daemon {
-    fn alive(&mut self) -> bool {
-        self.0.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then wait up to 10 s for the exit status.
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        // SAFETY: plain kill(2) on our child's pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Open file descriptors of the daemon.
-    fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.0.id()))
-            .unwrap()
-            .count()
-    }
-}
-
-fn spawn(image: &Path, sock: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vblk"))
-        .arg("serve")
-        .arg("--image")
-        .arg(image)
-        .arg("--vhost-user")
-        .arg(sock)
-        .args(extra)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// (st_dev, st_ino) of `p`, if it exists.
 fn inode(p: &Path) -> Option<(u64, u64)> {
     std::fs::symlink_metadata(p)
@@ -313,23 +267,21 @@ fn inode(p: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
-/// Start a daemon on `dir/fe.sock` and wait until a new socket file is there.
-fn start(dir: &Path, image: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
-    let sock = dir.join("fe.sock");
-    let before = inode(&sock);
-    let mut d = Daemon(spawn(image, &sock, extra));
-    let t = Instant::now();
-    // A path that existed (a stale socket) may get the same inode number
-    // back: wait until it answers instead.
-    let ready = || match before {
-        None => inode(&sock).is_some(),
-        Some(_) => std::os::unix::net::UnixStream::connect(&sock).is_ok(),
-    };
-    while !ready() {
-        assert!(t.elapsed() < Duration::from_secs(10), "no socket");
-        assert!(d.alive(), "the daemon exited at start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// `vblk serve --image <image> --vhost-user <dir>/vblk.sock`: the daemon and its socket.
+fn start(dir: &Path, image: &Path) -> (Daemon, PathBuf) {
+    let d = Daemon::vhost_user(image).dir(dir).start();
+    let sock = d.sock.clone();
+    (d, sock)
+}
+
+/// The same with `--control <dir>/vblk.ctl` and `extra`.
+fn start_with_control(dir: &Path, image: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
+    let d = Daemon::vhost_user(image)
+        .dir(dir)
+        .control()
+        .args(extra)
+        .start();
+    let sock = d.sock.clone();
     (d, sock)
 }
 
@@ -342,17 +294,8 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("d.img");
     std::fs::write(&img, vec![0x5a; 1 << 20]).unwrap();
-    let ctl = dir.path().join("fe.ctl");
-    let (mut daemon, sock) = start(
-        dir.path(),
-        &img,
-        &[
-            "--serial",
-            "vblk-test-serial-01",
-            "--control",
-            ctl.to_str().unwrap(),
-        ],
-    );
+    let (mut daemon, sock) =
+        start_with_control(dir.path(), &img, &["--serial", "vblk-test-serial-01"]);
     let mut g = Guest::connect(&sock);
 
     // Config space: capacity in sectors, blk_size.
@@ -450,12 +393,7 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
         None,
         "a broken ring was served"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-        .args(["stats", "--json", "--socket"])
-        .arg(dir.path().join("fe.ctl"))
-        .output()
-        .unwrap();
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = daemon.stats();
     assert_eq!(stats["device"]["needs_reset"], 2, "{stats}");
     assert!(
         stats["queues"][0]["malformed_chains"].as_u64().unwrap() >= 1,
@@ -476,10 +414,7 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
         "a restarted ring is not served"
     );
     drop(g);
-    assert!(
-        daemon.0.try_wait().unwrap().is_none(),
-        "daemon died on a broken ring"
-    );
+    assert!(daemon.alive(), "daemon died on a broken ring");
     let mut g = Guest::connect(&sock);
     g.header(HDR, 0, 7);
     g.put(STATUS, &[0xff]);
@@ -489,8 +424,7 @@ fn get_id_config_and_hostile_chains_over_the_socket() {
     );
     assert!(g.get(DATA, 512).iter().all(|&b| b == 0xc3));
     drop(g);
-    let _ = daemon.0.kill();
-    let _ = daemon.0.wait();
+    drop(daemon); // killed
     let _ = std::fs::remove_file(&sock);
 }
 
@@ -511,7 +445,7 @@ fn get_id(g: &mut Guest) -> u32 {
 fn memory_regions_past_their_file_are_refused_and_the_daemon_lives() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let (mut daemon, sock) = start(dir.path(), &img, &[]);
+    let (mut daemon, sock) = start(dir.path(), &img);
     let small = memfd(1 << 20);
     let region = |gpa: u64, size: u64, off: u64, fd: i32| VhostUserMemoryRegionInfo {
         guest_phys_addr: gpa,
@@ -596,7 +530,7 @@ fn if_desc(head: u16) -> usize {
 fn inflight_region_round_trip_and_resubmission_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let (mut daemon, sock) = start(dir.path(), &img, &[]);
+    let (mut daemon, sock) = start(dir.path(), &img);
     let mut g = Guest::connect_with(&sock, Setup::acked(), |_| {});
     {
         let (info, file) = g.inflight.as_ref().unwrap();
@@ -707,25 +641,17 @@ fn inflight_region_round_trip_and_resubmission_after_a_restart() {
 fn fifty_connections_leave_no_descriptor_behind() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let ctl = dir.path().join("fe.ctl");
-    let (mut daemon, sock) = start(
-        dir.path(),
-        &img,
-        &["--num-queues", "2", "--control", ctl.to_str().unwrap()],
-    );
+    let (mut daemon, sock) = start_with_control(dir.path(), &img, &["--num-queues", "2"]);
+    let ctl = daemon.ctl().to_path_buf();
     let session = || {
         let mut g = Guest::connect_with(&sock, Setup::acked(), |_| {});
         assert_eq!(get_id(&mut g), 21);
         drop(g);
     };
     let connections = || -> u64 {
-        let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-            .args(["stats", "--json", "--socket"])
-            .arg(&ctl)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["device"]["disconnects"].as_u64().unwrap()
+        common::stats(&ctl)["device"]["disconnects"]
+            .as_u64()
+            .unwrap()
     };
     let settle = |n: u64| {
         let t = Instant::now();
@@ -738,12 +664,12 @@ fn fifty_connections_leave_no_descriptor_behind() {
     session();
     session();
     settle(2);
-    let before = daemon.fds();
+    let before = daemon.open_fds();
     for _ in 0..50 {
         session();
     }
     settle(52);
-    let after = daemon.fds();
+    let after = daemon.open_fds();
     eprintln!("daemon fds: {before} after 2 connections, {after} after 52");
     assert_eq!(
         after, before,
@@ -757,7 +683,7 @@ fn a_socket_path_that_is_not_a_socket_is_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
     // The issue-9 typo: --vhost-user names the image itself.
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args(["serve", "--image"])
         .arg(&img)
         .arg("--vhost-user")
@@ -776,7 +702,7 @@ fn a_socket_path_that_is_not_a_socket_is_never_replaced() {
     // A directory is refused the same way.
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args(["serve", "--image"])
         .arg(&img)
         .arg("--vhost-user")
@@ -792,9 +718,9 @@ fn a_socket_path_that_is_not_a_socket_is_never_replaced() {
 fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let (mut first, sock) = start(dir.path(), &img, &[]);
+    let (mut first, sock) = start(dir.path(), &img);
     let id = inode(&sock);
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
+    let out = vblk()
         .args(["serve", "--image"])
         .arg(&img)
         .arg("--vhost-user")
@@ -810,31 +736,31 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     let mut g = Guest::connect(&sock);
     assert_eq!(get_id(&mut g), 21, "the first daemon lost its socket");
     drop(g);
-    assert!(first.terminate().is_some_and(|s| s.success()));
+    assert!(first.stop().success());
     assert!(!sock.exists(), "socket left behind");
 
     // A stale socket: the file of a listener that is gone.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
-    let (mut second, sock) = start(dir.path(), &img, &[]);
+    let (mut second, sock) = start(dir.path(), &img);
     let mut g = Guest::connect(&sock);
     assert_eq!(get_id(&mut g), 21);
     drop(g);
-    assert!(second.terminate().is_some_and(|s| s.success()));
+    assert!(second.stop().success());
 }
 
 #[test]
 fn shutdown_does_not_go_through_the_socket_path() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let (mut d, sock) = start(dir.path(), &img, &[]);
+    let (mut d, sock) = start(dir.path(), &img);
     // Someone else takes the path (an operator's rm + a second daemon):
     // our listener there accepts nothing. SIGTERM must still stop the
     // first daemon promptly, and it must not remove the other's socket.
     std::fs::remove_file(&sock).unwrap();
     let other = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let theirs = inode(&sock);
-    let st = d.terminate().expect("SIGTERM did not stop the daemon");
+    let st = d.stop(); // panics if SIGTERM does not stop it
     assert!(st.success(), "{st}");
     assert_eq!(inode(&sock), theirs, "the other socket was removed");
     drop(other);
@@ -845,7 +771,7 @@ fn a_stalled_front_end_does_not_hold_the_shutdown() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let (mut d, sock) = start(dir.path(), &img, &[]);
+    let (mut d, sock) = start(dir.path(), &img);
     // A SET_VRING_ADDR header announcing a 40-byte body that never comes.
     let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     let mut hdr = Vec::new();
@@ -854,7 +780,7 @@ fn a_stalled_front_end_does_not_hold_the_shutdown() {
     hdr.extend_from_slice(&40u32.to_le_bytes());
     s.write_all(&hdr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let st = d.terminate().expect("a stalled front end blocked SIGTERM");
+    let st = d.stop(); // panics if the stalled front end blocks SIGTERM
     assert!(st.success(), "{st}");
     drop(s);
 }
@@ -863,8 +789,7 @@ fn a_stalled_front_end_does_not_hold_the_shutdown() {
 fn a_front_end_that_truncates_guest_memory_does_not_kill_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
-    let ctl = dir.path().join("fe.ctl");
-    let (mut daemon, sock) = start(dir.path(), &img, &["--control", ctl.to_str().unwrap()]);
+    let (mut daemon, sock) = start_with_control(dir.path(), &img, &[]);
     // Guest memory is an unsealed memfd: the front end can shrink it under
     // the daemon's mapping.
     let mut g = Guest::connect(&sock);
@@ -886,12 +811,7 @@ fn a_front_end_that_truncates_guest_memory_does_not_kill_the_daemon() {
     let _ = g.wait_used_for(Duration::from_millis(500));
     std::thread::sleep(Duration::from_millis(100));
     assert!(daemon.alive(), "a truncated memfd killed the daemon");
-    let out = Command::new(env!("CARGO_BIN_EXE_vblk"))
-        .args(["stats", "--json", "--socket"])
-        .arg(&ctl)
-        .output()
-        .unwrap();
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = daemon.stats();
     assert_eq!(stats["device"]["needs_reset"], 1, "{stats}");
     drop(g);
     // The next front end is served.
