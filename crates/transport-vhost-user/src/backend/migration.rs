@@ -4,6 +4,7 @@
 use std::fs::File;
 
 use vhost::vhost_user::message::VhostUserLog;
+use vhost::vhost_user::Result as VuResult;
 
 use super::{Conn, Res};
 use crate::dirty_log::LogMap;
@@ -43,5 +44,14 @@ impl Conn {
         log::debug!("dirty log: {size} bytes at offset {offset:#x}");
         self.dirty.replace(Some(map));
         Ok(())
+    }
+
+    pub(super) fn on_set_log_base(&mut self, log: &VhostUserLog, file: File) -> VuResult<()> {
+        // The library answers only on success (the front end waits for
+        // that reply): a log that cannot be used drops the connection.
+        match self.install_log(log, file) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fatal("SET_LOG_BASE", e),
+        }
     }
 }
