@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use vblk_backend::skip_iovecs;
+use vblk_backend::advance_iovecs;
 
 /// The iovecs covering bytes `[start, start + len)` of `iovs`. Returns
 /// `None` when the range is not inside `iovs` (never for ranges the caller
@@ -63,7 +63,7 @@ pub unsafe fn writev_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
         if r == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        left = skip_iovecs(&left, r as u64);
+        advance_iovecs(&mut left, r as u64);
     }
     Ok(())
 }
@@ -96,7 +96,7 @@ pub unsafe fn readv_all(fd: RawFd, iovs: &[libc::iovec]) -> io::Result<()> {
         if r == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        left = skip_iovecs(&left, r as u64);
+        advance_iovecs(&mut left, r as u64);
     }
     Ok(())
 }

@@ -89,4 +89,4 @@ pub use mem::MemBackend;
 pub use null::NullBackend;
 pub use size::{check_size, parse_size};
 pub use sync_engine::SyncEngine;
-pub use sync_io::{skip_iovecs, AlignedBuf};
+pub use sync_io::{advance_iovecs, skip_iovecs, AlignedBuf};

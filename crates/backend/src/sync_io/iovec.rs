@@ -4,25 +4,33 @@
 use crate::IoRequest;
 
 /// The iovecs after their first `n` bytes (empty iovecs dropped).
-pub fn skip_iovecs(iovecs: &[libc::iovec], mut n: u64) -> Vec<libc::iovec> {
-    let mut out = Vec::with_capacity(iovecs.len());
-    for v in iovecs {
+pub fn skip_iovecs(iovecs: &[libc::iovec], n: u64) -> Vec<libc::iovec> {
+    let mut out = iovecs.to_vec();
+    advance_iovecs(&mut out, n);
+    out
+}
+
+/// [`skip_iovecs`] in place: drop the first `n` bytes of `iovecs` (whole
+/// iovecs from the front, then part of the next). Zero-length iovecs at
+/// the front go too.
+pub fn advance_iovecs(iovecs: &mut Vec<libc::iovec>, mut n: u64) {
+    let mut whole = 0;
+    for v in iovecs.iter_mut() {
         let l = v.iov_len as u64;
         if n >= l {
             n -= l;
+            whole += 1;
             continue;
         }
         // `n < iov_len`, so it fits in usize.
         let k = n as usize;
-        out.push(libc::iovec {
-            // Pointer arithmetic only (wrapping_add: never dereferenced here);
-            // the result stays inside the same iovec because k < iov_len.
-            iov_base: (v.iov_base as *mut u8).wrapping_add(k) as *mut libc::c_void,
-            iov_len: v.iov_len - k,
-        });
-        n = 0;
+        // Pointer arithmetic only (wrapping_add: never dereferenced here);
+        // the result stays inside the same iovec because k < iov_len.
+        v.iov_base = (v.iov_base as *mut u8).wrapping_add(k) as *mut libc::c_void;
+        v.iov_len -= k;
+        break;
     }
-    out
+    iovecs.drain(..whole);
 }
 
 /// The part of `req` after its first `n` bytes: what a short transfer still

@@ -30,8 +30,8 @@ pub(crate) use block_sizes::probe_block_sizes;
 pub(crate) use exec::exec_sync;
 #[cfg(test)]
 pub(crate) use exec::write_zeroes_slow;
-pub use iovec::skip_iovecs;
 pub(crate) use iovec::{advance, copy_from_iovecs, copy_to_iovecs};
+pub use iovec::{advance_iovecs, skip_iovecs};
 
 /// Largest bounce buffer one request uses at a time (larger unaligned
 /// requests are bounced window by window).

@@ -4,6 +4,7 @@
 
 use std::os::unix::io::RawFd;
 
+use super::iovec::advance_iovecs;
 use super::last_errno;
 use crate::{IoOp, IoRequest};
 
@@ -12,20 +13,19 @@ use crate::{IoOp, IoRequest};
 pub(super) fn rw_vectored(fd: RawFd, req: &IoRequest) -> Result<u64, i32> {
     let mut iov = req.iovecs.clone();
     iov.retain(|v| v.iov_len > 0);
-    let mut start = 0usize;
     let mut done = 0u64;
-    while start < iov.len() {
+    while !iov.is_empty() {
         // "preadv() ... iovcnt ... greater than IOV_MAX: EINVAL" (preadv(2)).
-        let cnt = (iov.len() - start).min(libc::UIO_MAXIOV as usize) as libc::c_int;
+        let cnt = iov.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
         let offset = req.offset.checked_add(done).ok_or(libc::EINVAL)?;
         let off = libc::off_t::try_from(offset).map_err(|_| libc::EINVAL)?;
         // SAFETY: the iovecs describe guest memory that stays mapped until the
         // request completes (IoEngine::push contract); `cnt` is within the slice.
         let r = unsafe {
             if req.op == IoOp::Read {
-                libc::preadv(fd, iov[start..].as_ptr(), cnt, off)
+                libc::preadv(fd, iov.as_ptr(), cnt, off)
             } else {
-                libc::pwritev(fd, iov[start..].as_ptr(), cnt, off)
+                libc::pwritev(fd, iov.as_ptr(), cnt, off)
             }
         };
         if r < 0 {
@@ -38,19 +38,8 @@ pub(super) fn rw_vectored(fd: RawFd, req: &IoRequest) -> Result<u64, i32> {
         if r == 0 {
             return Err(libc::EIO);
         }
-        let mut n = r as usize;
-        done += n as u64;
-        while n > 0 && start < iov.len() {
-            if n >= iov[start].iov_len {
-                n -= iov[start].iov_len;
-                start += 1;
-            } else {
-                iov[start].iov_base =
-                    (iov[start].iov_base as *mut u8).wrapping_add(n) as *mut libc::c_void;
-                iov[start].iov_len -= n;
-                n = 0;
-            }
-        }
+        done += r as u64;
+        advance_iovecs(&mut iov, r as u64);
     }
     Ok(done)
 }

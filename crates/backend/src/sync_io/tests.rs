@@ -106,3 +106,44 @@ fn write_zeroes_fallback_writes_zeroes() {
     assert!(d[1000..101_000].iter().all(|&b| b == 0));
     assert!(d[101_000..].iter().all(|&b| b == 0xee));
 }
+
+/// `advance_iovecs` (and `skip_iovecs`, built on it) leave exactly the
+/// bytes after the first `n`, for every `n` over iovecs with empty ones
+/// among them, and nothing past the end.
+#[test]
+fn advancing_iovecs_leaves_exactly_the_rest() {
+    let mut buf: Vec<u8> = (0..16u8).collect();
+    let base = buf.as_mut_ptr();
+    let lens = [0usize, 3, 0, 5, 1, 7];
+    let mut at = 0;
+    let iov: Vec<libc::iovec> = lens
+        .iter()
+        .map(|&l| {
+            let v = libc::iovec {
+                iov_base: base.wrapping_add(at) as *mut libc::c_void,
+                iov_len: l,
+            };
+            at += l;
+            v
+        })
+        .collect();
+    let total = at;
+    let bytes = |v: &[libc::iovec]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| {
+                let start = x.iov_base as usize - base as usize;
+                buf[start..start + x.iov_len].to_vec()
+            })
+            .collect()
+    };
+    for n in 0..=total as u64 + 3 {
+        let mut v = iov.clone();
+        advance_iovecs(&mut v, n);
+        let want: Vec<u8> = buf[(n as usize).min(total)..total].to_vec();
+        assert_eq!(bytes(&v), want, "n = {n}");
+        assert_eq!(bytes(&skip_iovecs(&iov, n)), want, "n = {n}");
+        if n > 0 {
+            assert!(v.first().is_none_or(|x| x.iov_len > 0), "n = {n}: {v:?}");
+        }
+    }
+}
