@@ -41,7 +41,7 @@ pub fn total(iovs: &[libc::iovec]) -> u64 {
 }
 
 /// The kernel takes at most this many iovecs per call.
-const IOV_MAX: usize = 1024;
+use vblk_backend::IOV_MAX;
 
 /// Write all of `iovs` to `fd`.
 ///

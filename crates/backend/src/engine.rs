@@ -6,6 +6,12 @@ use std::io;
 use std::os::unix::io::RawFd;
 use std::time::Duration;
 
+/// `IOV_MAX`: the most iovecs one `preadv`/`pwritev`/`readv`/`writev` (or
+/// io_uring `READV`/`WRITEV`) takes; above it they fail with `EINVAL`.
+/// Merged requests stay within it, and every loop over a longer list goes
+/// this many at a time.
+pub const IOV_MAX: usize = libc::UIO_MAXIOV as usize;
+
 /// Identifies a request between [`IoEngine::push`] and its completion.
 pub type Token = u64;
 

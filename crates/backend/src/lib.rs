@@ -83,7 +83,7 @@ pub(crate) mod testutil;
 pub mod uring;
 
 pub use backend::{resize_needs_file, Backend, BlockSizes};
-pub use engine::{IoCompletion, IoEngine, IoOp, IoRequest, Token};
+pub use engine::{IoCompletion, IoEngine, IoOp, IoRequest, Token, IOV_MAX};
 pub use file::{CacheMode, FileBackend, FileOptions};
 pub use mem::MemBackend;
 pub use null::NullBackend;

@@ -3,8 +3,7 @@
 
 use vblk_backend::{IoOp, IoRequest};
 
-/// `IOV_MAX`: the most iovecs one preadv/pwritev (or io_uring readv) takes.
-pub const IOV_MAX: usize = 1024;
+pub use vblk_backend::IOV_MAX;
 /// Default cap on a merged I/O.
 pub const MERGE_MAX_BYTES: u64 = 1 << 20;
 

@@ -16,7 +16,7 @@ pub(super) fn rw_vectored(fd: RawFd, req: &IoRequest) -> Result<u64, i32> {
     let mut done = 0u64;
     while !iov.is_empty() {
         // "preadv() ... iovcnt ... greater than IOV_MAX: EINVAL" (preadv(2)).
-        let cnt = iov.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
+        let cnt = iov.len().min(crate::IOV_MAX) as libc::c_int;
         let offset = req.offset.checked_add(done).ok_or(libc::EINVAL)?;
         let off = libc::off_t::try_from(offset).map_err(|_| libc::EINVAL)?;
         // SAFETY: the iovecs describe guest memory that stays mapped until the

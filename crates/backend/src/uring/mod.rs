@@ -91,9 +91,8 @@ pub const MAX_RETRIES: u8 = 8;
 /// before the error is passed on (nothing is lost then: see `submit`).
 const MAX_ENTER_RETRIES: u32 = 1000;
 
-/// "IORING_OP_READV ... iovecs ... UIO_MAXIOV": `readv`/`writev` fail with
-/// `EINVAL` above this many iovecs.
-const IOV_MAX: usize = libc::UIO_MAXIOV as usize;
+// "IORING_OP_READV ... iovecs ... UIO_MAXIOV": `readv`/`writev` fail with
+// `EINVAL` above `crate::IOV_MAX` iovecs.
 
 /// `user_data` of `IORING_OP_ASYNC_CANCEL` SQEs (slot ids stay below it).
 const CANCEL_TAG: u64 = 1 << 63;

@@ -6,8 +6,9 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{Bounce, Route, Slot, UringEngine, IOV_MAX};
+use super::{Bounce, Route, Slot, UringEngine};
 use crate::sync_io::{copy_from_iovecs, exec_sync, BOUNCE_WINDOW};
+use crate::IOV_MAX;
 use crate::{AlignedBuf, IoOp, IoRequest};
 
 impl UringEngine {
