@@ -6,14 +6,12 @@
 //! backing file untouched; a server killed and restarted mid-workload
 //! loses nothing, one gone for good gives the front end an error.
 
-use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use blkio::{Blkio, Blkioq, Completion, ReqFlags};
-
 mod common;
+use common::blkio::{pattern, Client};
 use common::Daemon;
 
 const SIZE: u64 = 16 << 20;
@@ -145,71 +143,6 @@ fn uri(probe: &Probe, export: &str) -> String {
     }
 }
 
-struct Client {
-    b: Blkio,
-    q: Blkioq,
-    buf: *mut u8,
-}
-
-impl Client {
-    fn connect(sock: &Path) -> Client {
-        let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
-        b.set_str("path", sock.to_str().unwrap()).unwrap();
-        b.connect().unwrap();
-        let mut out = b.start().unwrap();
-        let q = out.queues.remove(0);
-        let region = b.alloc_mem_region(1 << 20).unwrap();
-        b.map_mem_region(&region).unwrap();
-        Client {
-            b,
-            q,
-            buf: region.addr as *mut u8,
-        }
-    }
-
-    fn buf(&mut self, len: usize) -> &mut [u8] {
-        assert!(len <= 1 << 20);
-        // SAFETY: the region is mapped, owned by this client, 1 MiB long.
-        unsafe { std::slice::from_raw_parts_mut(self.buf, len) }
-    }
-
-    fn wait(&mut self, secs: u64) -> i32 {
-        let mut c = [MaybeUninit::<Completion>::uninit()];
-        let mut timeout = Duration::from_secs(secs);
-        let n = self.q.do_io(&mut c, 1, Some(&mut timeout), None).unwrap();
-        assert_eq!(n, 1, "no completion within {secs} s");
-        // SAFETY: do_io initialised one completion.
-        unsafe { c[0].assume_init_ref() }.ret
-    }
-
-    fn write(&mut self, off: u64, data: &[u8]) -> i32 {
-        self.buf(data.len()).copy_from_slice(data);
-        self.q
-            .write(off, self.buf, data.len(), 0, ReqFlags::empty());
-        self.wait(30)
-    }
-
-    fn read(&mut self, off: u64, len: usize) -> Result<Vec<u8>, i32> {
-        self.buf(len).fill(0xee);
-        self.q.read(off, self.buf, len, 0, ReqFlags::empty());
-        match self.wait(30) {
-            0 => Ok(self.buf(len).to_vec()),
-            e => Err(e),
-        }
-    }
-
-    fn flush(&mut self) -> i32 {
-        self.q.flush(0, ReqFlags::empty());
-        self.wait(30)
-    }
-}
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
 fn raw_image(dir: &Path) -> PathBuf {
     let p = dir.join("disk.raw");
     std::fs::File::create(&p).unwrap().set_len(SIZE).unwrap();
@@ -229,7 +162,7 @@ fn serve(image_uri: &str, extra: &[&str]) -> Daemon {
 /// Write, read back, flush through vblk; stop it; the bytes are in `img`.
 fn round_trip(image_uri: &str, img: &Path) {
     let mut d = serve(image_uri, &["--num-queues", "2"]);
-    let mut c = Client::connect(&d.sock);
+    let mut c = Client::with(&d.sock).timeout(30).connect();
     assert_eq!(c.b.get_u64("capacity").unwrap(), SIZE);
     for (i, off) in OFFSETS.iter().enumerate() {
         assert_eq!(c.write(*off, &pattern(i as u8, 8192)), 0, "write at {off}");
@@ -346,7 +279,7 @@ fn qcow2_overlay_with_a_backing_file() {
     let u = uri(&probe, "disk");
     let s = qemu_nbd(&top, "qcow2", probe);
     let mut d = serve(&u, &[]);
-    let mut c = Client::connect(&d.sock);
+    let mut c = Client::with(&d.sock).timeout(30).connect();
     // Unwritten ranges come from the backing file.
     assert_eq!(
         c.read(65536, 4096).unwrap(),
@@ -396,16 +329,15 @@ fn server_restart_loses_nothing_and_a_server_gone_for_good_is_an_error() {
     let u = uri(&probe, "disk");
     let mut s = qemu_nbd(&img, "raw", probe);
     let mut d = serve(&u, &["--nbd-reconnect-timeout", "4"]);
-    let mut c = Client::connect(&d.sock);
+    let mut c = Client::with(&d.sock).timeout(30).connect();
     assert_eq!(c.write(0, &pattern(1, 4096)), 0);
     // Killed with a write on the way; back after a second: the write
     // completes successfully and is in the image.
     s.kill();
-    c.buf(4096).copy_from_slice(&pattern(2, 4096));
-    c.q.write(4096, c.buf, 4096, 0, ReqFlags::empty());
+    c.start_write(4096, &pattern(2, 4096));
     std::thread::sleep(Duration::from_millis(1000));
     s.restart();
-    assert_eq!(c.wait(30), 0, "write across a server restart");
+    assert_eq!(c.wait(), 0, "write across a server restart");
     assert_eq!(c.read(4096, 4096).unwrap(), pattern(2, 4096));
     assert_eq!(c.flush(), 0);
     let bytes = std::fs::read(&img).unwrap();

@@ -6,13 +6,12 @@
 //! these tests.
 
 use std::collections::BTreeMap;
-use std::mem::MaybeUninit;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use blkio::{Blkio, Blkioq, Completion, ReqFlags};
+use blkio::ReqFlags;
 
 mod common;
+use common::blkio::{pattern, Client};
 use common::{vblk, Daemon};
 
 /// Thread name -> (seccomp mode, number of filters), from /proc.
@@ -64,63 +63,6 @@ fn expect(th: &BTreeMap<String, Vec<(u32, u32)>>, name: &str, mode: u32, filters
     }
 }
 
-struct Client {
-    _b: Blkio,
-    q: Blkioq,
-    buf: *mut u8,
-}
-
-impl Client {
-    fn connect(sock: &Path, queues: i32) -> Client {
-        let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
-        b.set_str("path", sock.to_str().unwrap()).unwrap();
-        b.connect().unwrap();
-        b.set_i32("num-queues", queues).unwrap();
-        let mut out = b.start().unwrap();
-        let q = out.queues.remove(0);
-        let region = b.alloc_mem_region(1 << 20).unwrap();
-        b.map_mem_region(&region).unwrap();
-        Client {
-            _b: b,
-            q,
-            buf: region.addr as *mut u8,
-        }
-    }
-
-    fn buf(&mut self, len: usize) -> &mut [u8] {
-        assert!(len <= 1 << 20);
-        // SAFETY: the region is mapped, ours, and 1 MiB long.
-        unsafe { std::slice::from_raw_parts_mut(self.buf, len) }
-    }
-
-    fn wait(&mut self) -> i32 {
-        let mut c = [MaybeUninit::<Completion>::uninit()];
-        let mut timeout = Duration::from_secs(10);
-        let n = self.q.do_io(&mut c, 1, Some(&mut timeout), None).unwrap();
-        assert_eq!(n, 1, "no completion within 10 s");
-        // SAFETY: do_io initialised one completion.
-        unsafe { c[0].assume_init_ref() }.ret
-    }
-
-    fn write(&mut self, off: u64, data: &[u8]) -> i32 {
-        self.buf(data.len()).copy_from_slice(data);
-        self.q
-            .write(off, self.buf, data.len(), 0, ReqFlags::empty());
-        self.wait()
-    }
-
-    fn read(&mut self, off: u64, len: usize) -> Vec<u8> {
-        self.buf(len).fill(0xee);
-        self.q.read(off, self.buf, len, 0, ReqFlags::empty());
-        assert_eq!(self.wait(), 0, "read at {off}");
-        self.buf(len).to_vec()
-    }
-}
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect()
-}
-
 #[test]
 fn vhost_user_under_kill_every_engine_and_cache_mode() {
     for (aio, cache) in [
@@ -155,7 +97,7 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
         expect(&th, "vblk-control", 2, 1);
         expect(&th, "vblk-signals", 2, 1);
 
-        let mut c = Client::connect(&d.sock, 2);
+        let mut c = Client::with(&d.sock).queues(2).connect();
         // The queue threads, started for this front end, add their own.
         let th = wait_thread(&d, "vblk-queue-1");
         expect(&th, "vblk-queue-0", 2, 3);
@@ -170,13 +112,17 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
         assert_eq!(c.wait(), 0, "discard, {what}");
         c.q.write_zeroes(2 * 65536, 4096, 0, ReqFlags::empty());
         assert_eq!(c.wait(), 0, "write zeroes, {what}");
-        assert_eq!(c.read(0, 8192), pattern(0, 8192), "{what}");
-        assert_eq!(c.read(65536, 8192), vec![0u8; 8192], "{what}");
+        assert_eq!(c.read(0, 8192).unwrap(), pattern(0, 8192), "{what}");
+        assert_eq!(c.read(65536, 8192).unwrap(), vec![0u8; 8192], "{what}");
         let mut z = pattern(2, 8192);
         z[..4096].fill(0);
-        assert_eq!(c.read(2 * 65536, 8192), z, "{what}");
+        assert_eq!(c.read(2 * 65536, 8192).unwrap(), z, "{what}");
         for i in 3..8u64 {
-            assert_eq!(c.read(i * 65536, 8192), pattern(i as u8, 8192), "{what}");
+            assert_eq!(
+                c.read(i * 65536, 8192).unwrap(),
+                pattern(i as u8, 8192),
+                "{what}"
+            );
         }
         let s = d.stats();
         assert!(s["queues"][0]["req_out"].as_u64().unwrap() >= 8, "{what}");
@@ -196,7 +142,7 @@ fn vhost_user_under_kill_every_engine_and_cache_mode() {
 fn vhost_user_reconnect_under_kill() {
     let mut d = Daemon::vhost_user("null:4M").control().start();
     for round in 0..3u8 {
-        let mut c = Client::connect(&d.sock, 1);
+        let mut c = Client::connect(&d.sock);
         assert_eq!(c.write(4096, &pattern(round, 4096)), 0);
         drop(c);
     }
@@ -243,7 +189,7 @@ fn off_installs_nothing_and_log_installs_the_same_filters() {
         .control()
         .args(["--seccomp", "log"])
         .start();
-    let mut c = Client::connect(&d.sock, 1);
+    let mut c = Client::connect(&d.sock);
     assert_eq!(c.write(0, &pattern(1, 512)), 0);
     let th = wait_thread(&d, "vblk-queue-0");
     expect(&th, "vblk", 2, 2);

@@ -5,89 +5,15 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::Duration;
 
-use blkio::{Blkio, Blkioq, Completion, ReqFlags};
+use blkio::{Blkio, Completion, ReqFlags};
 
 mod common;
+use common::blkio::{pattern, Client};
 use common::{vblk, Daemon};
 
 /// `vblk serve --image <image> --vhost-user ... --control ... <extra>`.
 fn serve(image: &Path, extra: &[&str]) -> Daemon {
     Daemon::vhost_user(image).control().args(extra).start()
-}
-
-struct Client {
-    b: Blkio,
-    q: Blkioq,
-    buf: *mut u8,
-    buf_len: usize,
-}
-
-impl Client {
-    fn connect(sock: &Path, num_queues: i32) -> Client {
-        Self::connect_ro(sock, num_queues, false)
-    }
-
-    fn connect_ro(sock: &Path, num_queues: i32, read_only: bool) -> Client {
-        let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
-        b.set_str("path", sock.to_str().unwrap()).unwrap();
-        if read_only {
-            b.set_bool("read-only", true).unwrap();
-        }
-        b.connect().unwrap();
-        b.set_i32("num-queues", num_queues).unwrap();
-        let mut out = b.start().unwrap();
-        let q = out.queues.remove(0);
-        let region = b.alloc_mem_region(1 << 20).unwrap();
-        b.map_mem_region(&region).unwrap();
-        Client {
-            b,
-            q,
-            buf: region.addr as *mut u8,
-            buf_len: region.len,
-        }
-    }
-
-    fn buf(&mut self, len: usize) -> &mut [u8] {
-        assert!(len <= self.buf_len);
-        // SAFETY: the region is mapped, owned by this client and `len` bytes long at least.
-        unsafe { std::slice::from_raw_parts_mut(self.buf, len) }
-    }
-
-    fn wait(&mut self) -> i32 {
-        let mut c = [MaybeUninit::<Completion>::uninit()];
-        let mut timeout = Duration::from_secs(10);
-        let n = self.q.do_io(&mut c, 1, Some(&mut timeout), None).unwrap();
-        assert_eq!(n, 1, "no completion within 10 s");
-        // SAFETY: do_io initialised one completion.
-        unsafe { c[0].assume_init_ref() }.ret
-    }
-
-    fn write(&mut self, off: u64, data: &[u8]) -> i32 {
-        self.buf(data.len()).copy_from_slice(data);
-        self.q
-            .write(off, self.buf, data.len(), 0, ReqFlags::empty());
-        self.wait()
-    }
-
-    fn read(&mut self, off: u64, len: usize) -> Result<Vec<u8>, i32> {
-        self.buf(len).fill(0xee);
-        self.q.read(off, self.buf, len, 0, ReqFlags::empty());
-        match self.wait() {
-            0 => Ok(self.buf(len).to_vec()),
-            e => Err(e),
-        }
-    }
-
-    fn flush(&mut self) -> i32 {
-        self.q.flush(0, ReqFlags::empty());
-        self.wait()
-    }
-}
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
 }
 
 const SIZE: u64 = 16 << 20;
@@ -97,7 +23,7 @@ fn write_read_flush_and_bytes_land_in_the_image() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     let mut d = serve(&img, &["--size", "16M", "--num-queues", "2"]);
-    let mut c = Client::connect(&d.sock, 1);
+    let mut c = Client::connect(&d.sock);
     assert_eq!(c.b.get_u64("capacity").unwrap(), SIZE);
     assert_eq!(c.b.get_i32("max-queues").unwrap(), 2);
     let offsets = [0u64, 4096 * 100, SIZE / 2 + 512, SIZE - 8192, SIZE - 512];
@@ -157,7 +83,7 @@ fn reconnect_without_restart_and_readonly() {
     std::fs::write(&img, pattern(7, 1 << 20)).unwrap();
     let mut d = serve(&img, &[]);
     for round in 0..3 {
-        let mut c = Client::connect(&d.sock, 1);
+        let mut c = Client::connect(&d.sock);
         assert_eq!(
             c.read(4096, 4096).unwrap(),
             pattern(7, 1 << 20)[4096..8192].to_vec(),
@@ -181,7 +107,7 @@ fn reconnect_without_restart_and_readonly() {
         .expect("read-write start of a read-only export succeeded");
     assert!(err.message().contains("read-only"), "{}", err.message());
     drop(b);
-    let mut c = Client::connect_ro(&d.sock, 1, true);
+    let mut c = Client::with(&d.sock).read_only(true).connect();
     let before = std::fs::read(&img).unwrap();
     assert_eq!(c.read(0, 512).unwrap(), pattern(2, 512));
     drop(c);
@@ -326,7 +252,7 @@ fn sigterm_with_a_connected_front_end_flushes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     let mut d = serve(&img, &["--size", "4M"]);
-    let mut c = Client::connect(&d.sock, 1);
+    let mut c = Client::connect(&d.sock);
     assert_eq!(c.write(8192, &pattern(9, 4096)), 0);
     // The front end is still connected when the signal arrives.
     let st = d.stop();
@@ -356,7 +282,7 @@ fn every_engine_and_cache_mode_round_trips() {
         let mut all = vec!["--size", "8M"];
         all.extend_from_slice(args);
         let mut d = serve(&img, &all);
-        let mut c = Client::connect(&d.sock, 1);
+        let mut c = Client::connect(&d.sock);
         for i in 0..16u64 {
             assert_eq!(c.write(i * 65536, &pattern(i as u8, 8192)), 0, "{args:?}");
         }
@@ -459,7 +385,7 @@ fn metrics_in_the_prometheus_format_over_the_control_socket_and_http() {
         &img,
         &["--size", "16M", "--metrics-listen", &port.to_string()],
     );
-    let mut c = Client::connect(&d.sock, 1);
+    let mut c = Client::connect(&d.sock);
     for i in 0..10u64 {
         assert_eq!(c.write(i * 4096, &pattern(i as u8, 4096)), 0);
     }

@@ -10,6 +10,8 @@
 // Each test file uses part of this.
 #![allow(dead_code)]
 
+pub mod blkio;
+
 use std::ffi::{OsStr, OsString};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
