@@ -10,7 +10,10 @@ use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::VhostUserFrontend;
 use vhost::{VhostBackend, VringConfigData};
 
-use super::{e, req, state_bytes, Done, Driver, Reply};
+use super::driver::{e, Driver};
+use super::raw::Reply;
+use super::requests::Done;
+use super::wire::{req, state_bytes};
 use crate::blk::{features as vf, Request, STATUS_UNSET};
 use crate::packed::PackedDriver;
 

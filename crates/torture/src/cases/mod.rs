@@ -182,14 +182,15 @@ macro_rules! case {
     };
 }
 
+mod chains;
 mod config;
 mod floods;
 mod inflight;
 mod mem_regions;
 mod mem_table;
+mod placement;
 mod protocol;
 mod requests;
-mod rings;
 mod under_io;
 mod vring;
 
@@ -201,7 +202,8 @@ pub fn all() -> Vec<Case> {
         vring::list(),
         inflight::list(),
         config::list(),
-        rings::list(),
+        chains::list(),
+        placement::list(),
         requests::list(),
         under_io::list(),
         floods::list(),
