@@ -8,6 +8,28 @@ use super::iovec::advance_iovecs;
 use super::last_errno;
 use crate::{IoOp, IoRequest};
 
+/// The file offset `done` bytes past `base`, or `EINVAL` when it overflows
+/// or does not fit `off_t`.
+fn file_offset(base: u64, done: u64) -> Result<libc::off_t, i32> {
+    let pos = base.checked_add(done).ok_or(libc::EINVAL)?;
+    libc::off_t::try_from(pos).map_err(|_| libc::EINVAL)
+}
+
+/// Runs one transfer system call, again while it fails with `EINTR`.
+/// Returns the bytes moved (0 at end of file) or the errno.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> Result<usize, i32> {
+    loop {
+        let r = call();
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = last_errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
 /// `preadv`/`pwritev` the whole request, `IOV_MAX` iovecs at a time,
 /// continuing short transfers. A transfer that makes no progress is `EIO`.
 pub(super) fn rw_vectored(fd: RawFd, req: &IoRequest) -> Result<u64, i32> {
@@ -17,24 +39,16 @@ pub(super) fn rw_vectored(fd: RawFd, req: &IoRequest) -> Result<u64, i32> {
     while !iov.is_empty() {
         // "preadv() ... iovcnt ... greater than IOV_MAX: EINVAL" (preadv(2)).
         let cnt = iov.len().min(crate::IOV_MAX) as libc::c_int;
-        let offset = req.offset.checked_add(done).ok_or(libc::EINVAL)?;
-        let off = libc::off_t::try_from(offset).map_err(|_| libc::EINVAL)?;
+        let off = file_offset(req.offset, done)?;
         // SAFETY: the iovecs describe guest memory that stays mapped until the
         // request completes (IoEngine::push contract); `cnt` is within the slice.
-        let r = unsafe {
+        let r = retry_eintr(|| unsafe {
             if req.op == IoOp::Read {
                 libc::preadv(fd, iov.as_ptr(), cnt, off)
             } else {
                 libc::pwritev(fd, iov.as_ptr(), cnt, off)
             }
-        };
-        if r < 0 {
-            let e = last_errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
+        })?;
         if r == 0 {
             return Err(libc::EIO);
         }
@@ -49,28 +63,16 @@ pub(super) fn rw_vectored(fd: RawFd, req: &IoRequest) -> Result<u64, i32> {
 pub(super) fn pread_full(fd: RawFd, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
     let mut at = 0usize;
     while at < buf.len() {
-        let pos = offset.checked_add(at as u64).ok_or(libc::EINVAL)?;
-        let off = libc::off_t::try_from(pos).map_err(|_| libc::EINVAL)?;
-        // SAFETY: `buf[at..]` is a live, writable buffer of the given length.
-        let r = unsafe {
-            libc::pread(
-                fd,
-                buf[at..].as_mut_ptr() as *mut libc::c_void,
-                buf.len() - at,
-                off,
-            )
-        };
-        if r < 0 {
-            let e = last_errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
+        let off = file_offset(offset, at as u64)?;
+        let rest = &mut buf[at..];
+        // SAFETY: `rest` is a live, writable buffer of the given length.
+        let r = retry_eintr(|| unsafe {
+            libc::pread(fd, rest.as_mut_ptr() as *mut libc::c_void, rest.len(), off)
+        })?;
         if r == 0 {
             break;
         }
-        at += r as usize;
+        at += r;
     }
     Ok(at)
 }
@@ -79,28 +81,16 @@ pub(super) fn pread_full(fd: RawFd, buf: &mut [u8], offset: u64) -> Result<usize
 pub(super) fn pwrite_full(fd: RawFd, buf: &[u8], offset: u64) -> Result<(), i32> {
     let mut at = 0usize;
     while at < buf.len() {
-        let pos = offset.checked_add(at as u64).ok_or(libc::EINVAL)?;
-        let off = libc::off_t::try_from(pos).map_err(|_| libc::EINVAL)?;
-        // SAFETY: `buf[at..]` is a live buffer of the given length.
-        let r = unsafe {
-            libc::pwrite(
-                fd,
-                buf[at..].as_ptr() as *const libc::c_void,
-                buf.len() - at,
-                off,
-            )
-        };
-        if r < 0 {
-            let e = last_errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
+        let off = file_offset(offset, at as u64)?;
+        let rest = &buf[at..];
+        // SAFETY: `rest` is a live buffer of the given length.
+        let r = retry_eintr(|| unsafe {
+            libc::pwrite(fd, rest.as_ptr() as *const libc::c_void, rest.len(), off)
+        })?;
         if r == 0 {
             return Err(libc::EIO);
         }
-        at += r as usize;
+        at += r;
     }
     Ok(())
 }
