@@ -70,8 +70,10 @@ fn a_memfd_shrunk_under_the_rings_does_not_kill_the_daemon() {
     assert!(c.dma_map(3, 0, 0, 64 * 1024, Some(&ram)).ok());
     let notify = c.probe(0x1000, 0x3000, 0x4000);
     ram.set_len(0).unwrap(); // not sealed: allowed
-    c.modern_wr(notify, 0, 2); // the device reads the avail ring: SIGBUS
-                               // The queue thread reads the ring after the kick's reply.
+
+    // The device reads the avail ring: SIGBUS. The queue thread reads the
+    // ring after the kick's reply.
+    c.modern_wr(notify, 0, 2);
     let t = std::time::Instant::now();
     while c.status() & NEEDS_RESET == 0 && t.elapsed() < std::time::Duration::from_secs(5) {
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -109,7 +111,8 @@ fn the_device_never_writes_a_read_only_region() {
     ram.write_all_at(&[0x77; 512], 0x9000).unwrap();
     ram.write_all_at(&[0xff], 0xa000).unwrap();
     ram.write_all_at(&[0, 0, 1, 0, 0, 0], 0x3000).unwrap(); // avail idx 1, ring[0] 0
-                                                            // Mapped readable only.
+
+    // Mapped readable only.
     assert!(c.dma_map(1, 0, 0, 64 * 1024, Some(&ram)).ok());
     let notify = c.probe(0x1000, 0x3000, 0x4000);
     c.modern_wr(notify, 0, 2);

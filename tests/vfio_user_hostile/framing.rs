@@ -101,7 +101,8 @@ fn wrong_sizes_are_answered_with_einval_and_absurd_sizes_drop_only_that_client()
     assert_eq!(c.call(REGION_WRITE, &p).errno(), libc::EINVAL);
     assert!(c.device_info().ok(), "still in step");
     drop(c); // one client at a time
-             // Sizes that cannot be framed end this connection, and only it.
+
+    // Sizes that cannot be framed end this connection, and only it.
     for size in [8u32, 0xffff_ffff] {
         let mut c = client(&d);
         c.version();
