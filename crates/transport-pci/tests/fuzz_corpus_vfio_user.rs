@@ -2,7 +2,7 @@
 //! session under the PCI function's vfio-user server) over the corpus kept
 //! in `fuzz/corpus/vfio_user_session` (seeds and what the fuzzer found
 //! interesting), on stable Rust. Random inputs and generators for the same
-//! body are in `crates/vfio-user/tests/session.rs`.
+//! body are in `crates/vfio-user/tests/session/random_messages.rs`.
 
 #[test]
 fn vfio_user_session_corpus() {

@@ -1,5 +1,5 @@
 //! Fuzz bodies, shared by the `cargo fuzz` target `vfio_user_session`
-//! (fuzz/) and the stable smoke test (tests/session.rs). Not API.
+//! (fuzz/) and the stable smoke test (tests/session/random_messages.rs). Not API.
 
 use std::fs::File;
 use std::io;
