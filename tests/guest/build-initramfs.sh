@@ -5,7 +5,8 @@
 #   build-initramfs.sh [--with-fio]
 #
 # Contents: busybox-static (from the bookworm chroot), /init (init.sh next to
-# this script), and the modules virtio_ring, virtio, virtio_pci_legacy_dev,
+# this script), the workloads it sources (/init.d/*.sh: init.d/ next to this
+# script), and the modules virtio_ring, virtio, virtio_pci_legacy_dev,
 # virtio_pci_modern_dev, virtio_pci, virtio_blk from the unpacked Debian kernel
 # package, numbered in dependency order. The package ships no modules.dep and
 # busybox's modinfo refuses to work without one, so mkinitramfs.py reads each
@@ -15,8 +16,9 @@
 # --with-fio adds fio and the libraries it links (for the guest benchmark).
 #
 # The image is cached by content: $VBLK_CACHE/initramfs-<hash>.cpio.gz, where
-# the hash covers init.sh, mkinitramfs.py, this script, the kernel package,
-# busybox and (with --with-fio) fio. Needs scripts/setup-guest-env.sh first.
+# the hash covers init.sh, init.d/*.sh (contents and names), mkinitramfs.py,
+# this script, the kernel package, busybox and (with --with-fio) fio. Needs
+# scripts/setup-guest-env.sh first.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
@@ -40,7 +42,8 @@ BUSYBOX=$B/bin/busybox
 }
 
 KEY=$( {
-    cat "$HERE/init.sh" "$HERE/mkinitramfs.py" "$0"
+    cat "$HERE/init.sh" "$HERE"/init.d/*.sh "$HERE/mkinitramfs.py" "$0"
+    ls "$HERE/init.d"
     cat "$CACHE/kernel/package" 2>/dev/null || ls "$KROOT/lib/modules"
     sha256sum <"$BUSYBOX"
     echo "fio=$FIO"

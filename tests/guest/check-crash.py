@@ -5,7 +5,8 @@ usage: check-crash.py IMAGE GUEST_LOG KILLS [QEMU_TRACE] [--require-inflight]
 
 IMAGE      the disk image after the run
 GUEST_LOG  the guest's serial console: "VBLK-ACK w seq" after each acknowledged
-           O_DIRECT+fsync write of writer w's block seq (init.sh, test crash)
+           O_DIRECT+fsync write of writer w's block seq (init.d/writers.sh,
+           test crash)
 KILLS      one line per SIGKILL of the daemon: "kill K line L acks A", L = the
            number of console lines when it was killed
 QEMU_TRACE QEMU's vhost_user_read/_write/_event trace: whether QEMU asked for

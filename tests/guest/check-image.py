@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Check, from the host, the pattern the test guest's `write` test leaves in a
-disk image, byte for byte (tests/guest/init.sh writes it).
+disk image, byte for byte (tests/guest/init.d/data.sh `write` writes it with
+write_all, in tests/guest/init.sh).
 
 usage: check-image.py IMAGE [LABEL]
 

@@ -6,17 +6,17 @@
 #           re-reads the config and interrupts the guest) and over vfio-user
 #           (QEMU 11) in modern (config MSI-X vector), legacy
 #           (force_legacy=1, MSI-X) and INTx (pci=nomsi: ISR bit 1) modes.
-#           The guest (init.sh `resize`) prints RESIZE-READY; the host grows
-#           the disk from 64 MiB to 96 MiB with --resize-file; the guest sees
-#           the new size in /sys/block/vda/size and "capacity change" in
-#           dmesg, writes and reads the new last sector and prints
+#           The guest (init.d/config.sh `resize`) prints RESIZE-READY; the
+#           host grows the disk from 64 MiB to 96 MiB with --resize-file; the
+#           guest sees the new size in /sys/block/vda/size and "capacity
+#           change" in dmesg, writes and reads the new last sector and prints
 #           RESIZE-GROWN; the host shrinks the export to 48 MiB (no
 #           --resize-file: the file stays at 96 MiB); the guest sees it, and
 #           nothing passes the new end. The host then checks the image file:
 #           96 MiB, the pattern at the grown disk's last sector, and vblk's
 #           counters (config_interrupts over vfio-user).
 # wce     - the write cache (VIRTIO_BLK_F_CONFIG_WCE), over vhost-user and
-#           vfio-user modern: the guest (init.sh `wce`) toggles
+#           vfio-user modern: the guest (init.d/config.sh `wce`) toggles
 #           /sys/block/vda/cache_type, writes 64 KiB in write-back mode and
 #           64 KiB in write-through mode (O_DIRECT, no flush), prints
 #           WCE-WRITTEN; the host SIGKILLs vblk at once (no exit flush) and

@@ -2,10 +2,10 @@
 # Live migration over vhost-user (issue 11), on one machine: two vblk daemons
 # serve the same image file (shared storage); a source QEMU boots the guest
 # on the first, a destination QEMU waits with -incoming on the second. While
-# the guest runs its migrate workload (init.sh: 2 O_DIRECT writers that log
-# every acknowledged block on the console, and a reader that fills the page
-# cache by buffered device reads and checks what it holds), the host
-# migrates it (QMP migrate to a unix socket, query-migrate until completed)
+# the guest runs its migrate workload (init.d/writers.sh `migrate`: 2 O_DIRECT
+# writers that log every acknowledged block on the console, and a reader that
+# fills the page cache by buffered device reads and checks what it holds), the
+# host migrates it (QMP migrate to a unix socket, query-migrate until completed)
 # and lets it finish on the destination. Required, for each QEMU:
 #   * the migration completes (QEMU refuses to start it when the back end
 #     cannot log dirty pages: VHOST_F_LOG_ALL + LOG_SHMFD);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Build the test guest's initramfs (newc cpio, gzip) with no host tools:
-busybox, /init, and the virtio modules in dependency order.
+busybox, /init, the workloads /init sources (/init.d/*.sh: the init.d
+folder next to INIT), and the virtio modules in dependency order.
 
 The kernel package ships no modules.dep (and busybox modinfo insists on
 one), so each module's dependencies are read from its own .modinfo ELF
@@ -124,6 +125,12 @@ def main():
         c.dir(d)
     c.add("bin/busybox", open(busybox, "rb").read(), mode=stat.S_IFREG | 0o755)
     c.add("init", open(init, "rb").read(), mode=stat.S_IFREG | 0o755)
+    # The workloads, by theme, that /init sources (". /init.d/NAME.sh").
+    initd = os.path.join(os.path.dirname(os.path.abspath(init)), "init.d")
+    c.dir("init.d")
+    for f in sorted(os.listdir(initd)):
+        if f.endswith(".sh"):
+            c.add(f"init.d/{f}", open(os.path.join(initd, f), "rb").read())
     for i, m in enumerate(order):
         c.add(f"modules/{i:02d}-{m}.ko", read_module(mods[m]))
     c.add("modules/order", ("\n".join(order) + "\n").encode())

@@ -9,7 +9,7 @@ SOCK=$1 MODE=$2 TEST=$3 ACCEL=${4:-kvm} LOG=${5:-/tmp/vblk-guest-accel.log}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
 G=$ROOT/tests/guest
-INITRD=$CACHE/initramfs-$( (cat "$G/init.sh" "$G/mkinitramfs.py"; echo "fio=0") | sha256sum | cut -c1-16).cpio.gz
+INITRD=$CACHE/initramfs-$( (cat "$G/init.sh" "$G"/init.d/*.sh "$G/mkinitramfs.py"; ls "$G/init.d"; echo "fio=0") | sha256sum | cut -c1-16).cpio.gz
 [ -f "$INITRD" ] || python3 "$G/mkinitramfs.py" "$CACHE/kernel/root" "$CACHE/bookworm/bin/busybox" "$G/init.sh" "$INITRD"
 KERNEL=$(ls "$CACHE"/kernel/root/boot/vmlinuz-* | head -1)
 CMDLINE="console=ttyS0 panic=-1 quiet loglevel=4 vblk.test=$TEST"
