@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Boot one throwaway test guest on a vblk socket and report its verdict.
 #
-#   run-guest.sh --socket PATH --test write|verify|readonly|demo|bench
+#   run-guest.sh --socket PATH --test TEST
 #                [--transport vhost-user|vfio-user] [--mode modern|legacy|intx]
 #                [--num-queues N] [--serial S] [--log FILE] [--timeout SECONDS]
 #                [--append "KERNEL ARGS"] [--with-fio] [--print-cmd]
 #                [--reconnect] [--trace FILE] [--packed|--split]
 #                [--qemu bookworm|trixie] [--qmp PATH] [--incoming URI]
 #
+# TEST is a workload of the guest's /init (tests/guest/init.d/): write, verify,
+# ioerr, readonly (data.sh); crash, migrate (writers.sh); resize, wce,
+# wce-reconnect (config.sh); bench, demo (show.sh).
 # vhost-user: bookworm's QEMU 7.2, -device vhost-user-blk-pci (N queues).
 # vfio-user:  trixie-backports' QEMU 11, -device vfio-user-pci (the daemon is the
 #             whole PCI function; --num-queues is the daemon's business).

@@ -3,6 +3,33 @@
 # host kills the daemon (crash) or migrates the guest (migrate), then every
 # acknowledged block read back.
 
+# ack_blocks W FIRST COUNT: the expected content of writer W's blocks
+# FIRST .. FIRST+COUNT-1: 64 lines "vblk-crash w=W seq=N" padded to 64 bytes.
+ack_blocks() {
+    awk -v w="$1" -v a="$2" -v c="$3" 'BEGIN { for (n = a; n < a + c; n++) { l = sprintf("%-63s", "vblk-crash w=" w " seq=" n); for (i = 0; i < 64; i++) print l } }'
+}
+# ack_writer W END: writer W writes its blocks in order until uptime END or
+# RB blocks; prints VBLK-ACK W N per acknowledged block; leaves the count in
+# /tmp/wW.n (progress) and /tmp/wW.done, a failed seq in /tmp/wW.failed.
+ack_writer() {
+    w=$1 end=$2 n=0 base=$(( ($1 + 1) * RB ))
+    while [ $n -lt $RB ]; do
+        read -r up _ </proc/uptime
+        [ "${up%%.*}" -ge "$end" ] && break
+        ack_blocks $w $n 1 >/tmp/w$w.blk
+        if dd if=/tmp/w$w.blk of=/dev/vda bs=4096 seek=$((base + n)) oflag=direct conv=fsync 2>/tmp/w$w.err; then
+            echo "VBLK-ACK $w $n"
+        else
+            echo "VBLK-WRITE-ERROR writer $w seq $n at uptime $up: $(tr '\n' ' ' </tmp/w$w.err)"
+            echo "$n" >/tmp/w$w.failed
+            break
+        fi
+        n=$((n + 1))
+        echo "$n" >/tmp/w$w.n
+    done
+    echo "$n" >/tmp/w$w.done
+}
+
 case "$TEST" in
 crash)
     # Several writers, each in its own 8 MiB region (writer w from byte
@@ -18,34 +45,11 @@ crash)
     STALL=$(arg vblk.crash_stall); STALL=${STALL:-40}
     RB=2048   # blocks per writer region
     [ "$SECTORS" -ge $(( (NW + 1) * RB * 8 )) ] || fail "$NW writer regions need $(( (NW + 1) * RB * 8 )) sectors, the disk has $SECTORS"
-    # crash_blocks W FIRST COUNT: the expected content of writer W's blocks
-    # FIRST .. FIRST+COUNT-1: 64 lines "vblk-crash w=W seq=N" padded to 64 bytes.
-    crash_blocks() {
-        awk -v w="$1" -v a="$2" -v c="$3" 'BEGIN { for (n = a; n < a + c; n++) { l = sprintf("%-63s", "vblk-crash w=" w " seq=" n); for (i = 0; i < 64; i++) print l } }'
-    }
-    writer() {
-        w=$1 end=$2 n=0 base=$(( ($1 + 1) * RB ))
-        while [ $n -lt $RB ]; do
-            read -r up _ </proc/uptime
-            [ "${up%%.*}" -ge "$end" ] && break
-            crash_blocks $w $n 1 >/tmp/w$w.blk
-            if dd if=/tmp/w$w.blk of=/dev/vda bs=4096 seek=$((base + n)) oflag=direct conv=fsync 2>/tmp/w$w.err; then
-                echo "VBLK-ACK $w $n"
-            else
-                echo "VBLK-WRITE-ERROR writer $w seq $n at uptime $up: $(tr '\n' ' ' </tmp/w$w.err)"
-                echo "$n" >/tmp/w$w.failed
-                break
-            fi
-            n=$((n + 1))
-            echo "$n" >/tmp/w$w.n
-        done
-        echo "$n" >/tmp/w$w.done
-    }
     read -r up _ </proc/uptime
     END=$(( ${up%%.*} + SECS ))
     say "CRASH-GO $NW writers for ${SECS}s"
     w=0
-    while [ $w -lt $NW ]; do echo 0 >/tmp/w$w.n; writer $w $END & w=$((w + 1)); done
+    while [ $w -lt $NW ]; do echo 0 >/tmp/w$w.n; ack_writer $w $END & w=$((w + 1)); done
     # Watchdog: a writer whose block never completes is a hang.
     last="" still=0
     while :; do
@@ -81,7 +85,7 @@ crash)
     while [ $w -lt $NW ]; do
         n=$(cat /tmp/w$w.done)
         [ "$n" -gt 0 ] || fail "writer $w: no write was acknowledged"
-        crash_blocks $w 0 "$n" >/tmp/e
+        ack_blocks $w 0 "$n" >/tmp/e
         dd if=/dev/vda of=/tmp/r bs=4096 skip=$(( (w + 1) * RB )) count="$n" iflag=direct 2>/dev/null || fail "writer $w: reading back $n blocks failed"
         if ! diff=$(cmp /tmp/e /tmp/r 2>&1); then
             at=$(echo "$diff" | sed -n 's/.*char \([0-9]*\).*/\1/p')
@@ -115,34 +119,14 @@ migrate)
     # The reader's region: 4 KiB blocks 8192.. (16 MiB), 32 blocks a chunk.
     RSTART=8192 RCOUNT=4096 RCHUNK=32
     [ "$SECTORS" -ge $(( (RSTART + RCOUNT) * 8 )) ] || fail "the disk needs $(( (RSTART + RCOUNT) * 8 )) sectors, it has $SECTORS"
-    mig_blocks() {
-        awk -v w="$1" -v a="$2" -v c="$3" 'BEGIN { for (n = a; n < a + c; n++) { l = sprintf("%-63s", "vblk-crash w=" w " seq=" n); for (i = 0; i < 64; i++) print l } }'
-    }
     # The last close of a block device drops its page cache (kill_bdev):
     # hold /dev/vda open until the check.
     exec 3</dev/vda
-    mig_blocks 9 0 $RCOUNT >/tmp/rexp
+    ack_blocks 9 0 $RCOUNT >/tmp/rexp
     [ "$(wc -c </tmp/rexp)" = $((RCOUNT * 4096)) ] || fail "generating the reader's pattern"
     dd if=/tmp/rexp of=/dev/vda bs=65536 seek=$((RSTART / 16)) oflag=direct conv=fsync 2>/dev/null || fail "writing the reader's region"
     sync
     echo 3 >/proc/sys/vm/drop_caches
-    mig_writer() {
-        w=$1 end=$2 n=0 base=$(( ($1 + 1) * RB ))
-        while [ $n -lt $RB ]; do
-            read -r up _ </proc/uptime
-            [ "${up%%.*}" -ge "$end" ] && break
-            mig_blocks $w $n 1 >/tmp/w$w.blk
-            if dd if=/tmp/w$w.blk of=/dev/vda bs=4096 seek=$((base + n)) oflag=direct conv=fsync 2>/tmp/w$w.err; then
-                echo "VBLK-ACK $w $n"
-            else
-                echo "VBLK-WRITE-ERROR writer $w seq $n: $(tr '\n' ' ' </tmp/w$w.err)"
-                echo "$n" >/tmp/w$w.failed
-                break
-            fi
-            n=$((n + 1))
-        done
-        echo "$n" >/tmp/w$w.done
-    }
     mig_reader() {
         i=0
         while [ $i -lt $((RCOUNT / RCHUNK)) ]; do
@@ -156,7 +140,7 @@ migrate)
     END=$(( ${up%%.*} + SECS ))
     say "MIGRATE-GO $NW writers and a reader for ${SECS}s"
     w=0
-    while [ $w -lt $NW ]; do mig_writer $w $END & w=$((w + 1)); done
+    while [ $w -lt $NW ]; do ack_writer $w $END & w=$((w + 1)); done
     mig_reader $END &
     wait
     say "MIGRATE-WORKLOAD-DONE reader chunks $(cat /tmp/r.done)"
@@ -174,7 +158,7 @@ migrate)
         [ -f /tmp/w$w.failed ] && fail "writer $w: the write of seq $(cat /tmp/w$w.failed) failed: $(tr '\n' ' ' </tmp/w$w.err)"
         n=$(cat /tmp/w$w.done)
         [ "$n" -gt 0 ] || fail "writer $w: no write was acknowledged"
-        mig_blocks $w 0 "$n" >/tmp/e
+        ack_blocks $w 0 "$n" >/tmp/e
         dd if=/dev/vda of=/tmp/r bs=4096 skip=$(( (w + 1) * RB )) count="$n" iflag=direct 2>/dev/null || fail "writer $w: reading back $n blocks failed"
         cmp /tmp/e /tmp/r >/dev/null 2>&1 || fail "writer $w: acknowledged blocks read back wrong: $(cmp /tmp/e /tmp/r 2>&1)"
         total=$((total + n))

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! A scripted NBD server (test double): a correct handshake with the
 //! flags a test chooses, then a `Script` that answers each request as it
 //! likes — correctly, or with bad magic, unknown cookies, short replies,
