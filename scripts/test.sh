@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # README command 2: set up what is missing and run the whole test suite.
 #   format check, clippy -D warnings, unit/property/integration tests (nextest),
-#   real-guest tests (vhost-user under QEMU 7.2 with fio verify on two cache
-#   settings, a crash-and-reconnect test, vfio-user under QEMU 11 in three
-#   modes), and a quick benchmark that fails only on a collapse.
+#   vblk torture, real-guest tests (vhost-user under QEMU 7.2 with fio verify
+#   on two cache settings, a crash-and-reconnect test, vfio-user under QEMU 11
+#   in three modes, online resize and the write cache, packed virtqueues, live
+#   migration, NBD exports), and a quick benchmark that fails only on a
+#   collapse.
 # Environment: VBLK_SKIP_GUEST=1 skips the guest tests, VBLK_SKIP_BENCH=1 the benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
