@@ -22,10 +22,11 @@ pub struct Req {
 }
 
 /// What the script does with a request: write raw bytes back (anything),
-/// or close the connection.
+/// close the connection, or both (a reply cut short by a hang-up).
 pub enum Answer {
     Bytes(Vec<u8>),
     Close,
+    BytesThenClose(Vec<u8>),
 }
 
 pub type Script = Arc<dyn Fn(&Req, &mut Vec<u8>) -> Answer + Send + Sync>;
@@ -159,6 +160,10 @@ fn serve(
         match a {
             Answer::Bytes(b) => s.write_all(&b)?,
             Answer::Close => return Ok(()),
+            Answer::BytesThenClose(b) => {
+                s.write_all(&b)?;
+                return Ok(());
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ mod common;
 
 // The tests, by theme: the server's replies (`replies`); the commands the
 // client sends for the flags the server offers (`requests`).
+mod random_replies; // seeded random replies: the engine's contract per seed
 mod replies;
 mod requests;
 
