@@ -140,7 +140,7 @@ fn answer(seed: u64, mutate_pct: u64, st: &mut State, r: &Req, disk: &mut [u8]) 
     }
     let k = g.below(13);
     st.kinds |= 1 << k;
-    st.poisoned.insert(r.cookie);
+    let was_poisoned = !st.poisoned.insert(r.cookie); // by another's mutation 2, say
     let (c, off, len, done) = (r.cookie, r.offset, r.len.clamp(1, 8192), REPLY_FLAG_DONE);
     let send = |b: Vec<u8>, close: bool| match close {
         true => Answer::BytesThenClose(b),
@@ -224,9 +224,12 @@ fn answer(seed: u64, mutate_pct: u64, st: &mut State, r: &Req, disk: &mut [u8]) 
             k if k & 0x8000 != 0 => send(error_chunk(c, 5, 0, &[], None), false),
             k => send(chunk(c, done, k, &g.junk(64)), false),
         },
-        // Garbage (never a magic: it starts with 0) after a correct reply.
+        // Garbage (never a magic: it starts with 0) after a correct reply;
+        // the cookie stays poisoned if an earlier answer poisoned it.
         11 => {
-            st.poisoned.remove(&c);
+            if !was_poisoned {
+                st.poisoned.remove(&c);
+            }
             send([ok, vec![0], g.junk(256)].concat(), false)
         }
         // Hang up.
