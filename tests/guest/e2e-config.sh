@@ -44,10 +44,11 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 [ -x "$VBLK" ] || { echo "e2e-config: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-W=$(mktemp -d /tmp/vblk-config.XXXXXX)
+e2e_workdir e2e-config config
 PID="" GPID="" LOGF="" PHASE="setup"
 cleanup() {
     local rc=$?
@@ -56,16 +57,13 @@ cleanup() {
     if [ $rc != 0 ]; then
         echo "e2e-config: FAILED during $PHASE" >&2
         [ -n "$LOGF" ] && [ -f "$LOGF" ] && { echo "e2e-config: vblk's log ($LOGF) ends with:" >&2; tail -n 20 "$LOGF" >&2; }
-        echo "e2e-config: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e-config: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 CASES=${VBLK_CONFIG_CASES:-resize:vhost-user resize:modern resize:legacy resize:intx wce:vhost-user wce:modern wce-reconnect:vhost-user}
 MIB=$((1 << 20))
-now() { echo "$EPOCHREALTIME"; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 t_all=$(now)
 die() { echo "e2e-config: $*" >&2; exit 1; }
 

@@ -34,6 +34,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 DAEMON=${VBLK_E2E_DAEMON:-vblk}
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 SECS=${VBLK_CRASH_SECS:-30}
@@ -55,7 +56,7 @@ case "$DAEMON" in
     *) echo "e2e-crash: VBLK_E2E_DAEMON must be vblk or qsd" >&2; exit 2 ;;
 esac
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-W=$(mktemp -d /tmp/vblk-crash.XXXXXX)
+e2e_workdir e2e-crash crash
 IMG=$W/disk.img SOCK=$W/vblk.sock GLOG=$W/guest-crash.log DLOG=$W/daemon.log
 PID="" GPID="" PHASE="setup"
 cleanup() {
@@ -71,14 +72,11 @@ cleanup() {
         fi
         echo "----- $DAEMON's log ($DLOG) ends with -----" >&2
         grep -v -E "^\s*$" "$DLOG" 2>/dev/null | tail -n 15 >&2 || true
-        echo "e2e-crash: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e-crash: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-now() { echo "$EPOCHREALTIME"; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 STARTS=0
 serve() {
@@ -118,7 +116,7 @@ for _ in $(seq 1200); do
 done
 grep -q "CRASH-GO" "$GLOG" 2>/dev/null || { cat "$W/run-guest.out" >&2; echo "e2e-crash: the guest never started its writers" >&2; exit 1; }
 t_go=$(now)
-echo "   guest writers started after $(since "$t_all")s"
+echo "   guest writers started after $(since "$t_all")"
 # Kill k falls at a random moment of the k-th of KILLS equal slots of the
 # first SECS-4 seconds, at least 1.5 s after the previous restart.
 slot_ms=$(( (SECS - 4) * 1000 / KILLS ))
@@ -135,7 +133,7 @@ for k in $(seq "$KILLS"); do
     lines=$(wc -l <"$GLOG") acks=$(grep -c "VBLK-ACK" "$GLOG" || true)
     if [ "$INJECT" = hang ]; then
         kill -STOP "$PID"
-        echo "kill $k line $lines acks $acks at $(since "$t_go")s (SIGSTOP, injected)" >>"$W/kills.txt"
+        echo "kill $k line $lines acks $acks at $(since "$t_go") (SIGSTOP, injected)" >>"$W/kills.txt"
         echo "   INJECTED: SIGSTOP instead of kill $k, after $acks acknowledged writes; the daemon stays stopped"
         while guest_running && ! grep -q "VBLK-TEST: FAIL" "$GLOG"; do sleep 0.5; done
         kill -KILL "$PID"; wait "$PID" 2>/dev/null || true; PID=""
@@ -144,8 +142,8 @@ for k in $(seq "$KILLS"); do
     kill -KILL "$PID"
     wait "$PID" 2>/dev/null || true
     echo "--- SIGKILL $k $(date +%T.%N)" >>"$DLOG"
-    echo "kill $k line $lines acks $acks at $(since "$t_go")s" >>"$W/kills.txt"
-    echo "   SIGKILL $k at $(since "$t_go")s into the workload, after $acks acknowledged writes; restarting $DAEMON"
+    echo "kill $k line $lines acks $acks at $(since "$t_go")" >>"$W/kills.txt"
+    echo "   SIGKILL $k at $(since "$t_go") into the workload, after $acks acknowledged writes; restarting $DAEMON"
     PHASE="the restart after kill $k"
     serve
 done
@@ -168,4 +166,4 @@ if [ "$grc" != 0 ] || [ "$hrc" != 0 ]; then
     [ "$grc" != 0 ] && PHASE="the guest's part (see the guest verdict above)" || PHASE="the host's checks (see above)"
     exit 1
 fi
-echo "e2e-crash ($DAEMON): PASS in $(since "$t_all")s"
+echo "e2e-crash ($DAEMON): PASS in $(since "$t_all")"

@@ -33,6 +33,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 SECS=${VBLK_MIGRATE_SECS:-25}
 QEMUS=${VBLK_MIGRATE_QEMU:-bookworm trixie}
@@ -40,7 +41,7 @@ RING=()
 [ "${VBLK_MIGRATE_PACKED:-0}" = 1 ] && RING=(--packed)
 [ -x "$VBLK" ] || { echo "e2e-migrate: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-W=$(mktemp -d /tmp/vblk-migrate.XXXXXX)
+e2e_workdir e2e-migrate migrate
 IMG=$W/disk.img
 PIDS=() GPIDS=() PHASE="setup"
 stop_all() {
@@ -65,13 +66,11 @@ cleanup() {
             echo "----- $f ends with -----" >&2
             tail -n 8 "$f" >&2
         done
-        echo "e2e-migrate: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e-migrate: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP PIPE
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 qmp() { python3 "$HERE/qmp.py" "$@"; }
 
 # serve NAME: a daemon on $D/NAME.sock, the shared image, log $D/daemon-NAME.log
@@ -119,7 +118,7 @@ one() {
     GPIDS+=($!)
     local src=$!
     wait_for "$D/src-guest.log" "MIGRATE-GO" 240 "$src" || { cat "$D/src-run.out" >&2; echo "e2e-migrate: the guest never started its workload" >&2; exit 1; }
-    echo "   workload started after $(since "$t0")s; migrating in 3s"
+    echo "   workload started after $(since "$t0"); migrating in 3s"
     sleep 3
     PHASE="$q: the migration"
     # A real precopy: the guest (and the daemon's writes into it) runs on
@@ -138,7 +137,7 @@ one() {
         sleep 0.2
     done
     [ "$st" = completed ] || { echo "e2e-migrate: migration ended '$st': $out" >&2; exit 1; }
-    echo "   migration completed in $(since "$t_mig")s: $(echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); m=r.get("ram",{}); print("downtime %sms, %s RAM pages transferred, %s dirty-sync passes" % (r.get("downtime"), m.get("normal"), m.get("dirty-sync-count")))')"
+    echo "   migration completed in $(since "$t_mig"): $(echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); m=r.get("ram",{}); print("downtime %sms, %s RAM pages transferred, %s dirty-sync passes" % (r.get("downtime"), m.get("normal"), m.get("dirty-sync-count")))')"
     grep -q "MIGRATE-WORKLOAD-DONE" "$D/src-guest.log" && { echo "e2e-migrate: the workload ended before the migration did (raise VBLK_MIGRATE_SECS)" >&2; exit 1; }
     qmp "$D/src.qmp" quit >/dev/null 2>&1 || true
     PHASE="$q: the rest of the workload on the destination"
@@ -161,9 +160,9 @@ one() {
     # SET_CONFIG is vhost-user request 25: whether the destination QEMU
     # hands the guest's config (the write-cache byte) to its back end.
     echo "   destination QEMU: $(grep -c "vhost_user_write req:25 " "$D/dst-trace.log" || true) SET_CONFIG, $(grep -c "vhost_user_write req:6 " "$D/dst-trace.log" || true) SET_LOG_BASE sent to its daemon"
-    echo "e2e-migrate ($q): PASS in $(since "$t0")s"
+    echo "e2e-migrate ($q): PASS in $(since "$t0")"
 }
 
 t_all=$EPOCHREALTIME
 for q in $QEMUS; do one "$q"; done
-echo "e2e-migrate: PASS ($QEMUS) in $(since "$t_all")s"
+echo "e2e-migrate: PASS ($QEMUS) in $(since "$t_all")"

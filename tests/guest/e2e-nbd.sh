@@ -23,11 +23,12 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 [ -x "$VBLK" ] || { echo "e2e-nbd: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
 "$ROOT/scripts/setup-nbd.sh"
-W=$(mktemp -d /tmp/vblk-nbd.XXXXXX)
+e2e_workdir e2e-nbd nbd
 PID="" NBD="" FLAP="" PHASE="setup"
 cleanup() {
     local rc=$?
@@ -38,14 +39,11 @@ cleanup() {
     if [ $rc != 0 ]; then
         echo "e2e-nbd: FAILED during $PHASE; vblk's log ends with:" >&2
         tail -n 20 "$W/vblk.log" >&2 2>/dev/null || true
-        echo "e2e-nbd: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e-nbd: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-now() { echo "$EPOCHREALTIME"; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 t_all=$(now)
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 

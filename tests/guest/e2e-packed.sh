@@ -25,12 +25,13 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
 INJECT=${VBLK_E2E_INJECT:-}
 [ -x "$VBLK" ] || { echo "e2e-packed: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-W=$(mktemp -d /tmp/vblk-e2e-packed.XXXXXX)
+e2e_workdir e2e-packed e2e-packed
 IMG=$W/disk.img SOCK=$W/vblk.sock CTL=$W/vblk.ctl SERIAL=vblk-packed
 PID="" PHASE=setup
 cleanup() {
@@ -39,14 +40,11 @@ cleanup() {
     if [ $rc != 0 ]; then
         echo "e2e-packed: FAILED during $PHASE; vblk's log ($W/daemon.log) ends with:" >&2
         tail -n 20 "$W/daemon.log" >&2 2>/dev/null || true
-        echo "e2e-packed: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e-packed: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-now() { echo "$EPOCHREALTIME"; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 t_all=$(now)
 
 serve() { # --vhost-user|--vfio-user [vblk options]

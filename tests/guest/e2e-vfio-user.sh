@@ -30,10 +30,11 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 [ -x "$VBLK" ] || { echo "e2e-vfio-user: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-W=$(mktemp -d /tmp/vblk-vfio.XXXXXX)
+e2e_workdir e2e-vfio-user vfio
 PID="" LOGF="" PHASE="setup"
 INJECT=${VBLK_E2E_INJECT:-}
 cleanup() {
@@ -42,15 +43,12 @@ cleanup() {
     if [ $rc != 0 ]; then
         echo "e2e-vfio-user: FAILED during $PHASE" >&2
         [ -n "$LOGF" ] && { echo "e2e-vfio-user: vblk's log ($LOGF) ends with:" >&2; tail -n 20 "$LOGF" >&2; }
-        echo "e2e-vfio-user: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e-vfio-user: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 MODES=${VBLK_VFIO_MODES:-modern legacy intx modern:none}
-now() { echo "$EPOCHREALTIME"; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 t_all=$(now)
 
 serve() { # MODE [vblk options]   ($tag names the files)

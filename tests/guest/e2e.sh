@@ -32,6 +32,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
 DAEMON=${VBLK_E2E_DAEMON:-vblk}
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 SIZE=${VBLK_E2E_SIZE:-64M}
@@ -41,7 +42,7 @@ case "$DAEMON" in
     *) echo "e2e: VBLK_E2E_DAEMON must be vblk or qsd" >&2; exit 2 ;;
 esac
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-W=$(mktemp -d /tmp/vblk-e2e.XXXXXX)
+e2e_workdir e2e e2e
 IMG=$W/disk.img SOCK=$W/vblk.sock CTL=$W/vblk.ctl SERIAL=vblk-e2e-serial
 PID="" PHASE="setup" CACHE_OPT=default
 INJECT=${VBLK_E2E_INJECT:-}
@@ -51,14 +52,11 @@ cleanup() {
     if [ $rc != 0 ]; then
         echo "e2e: FAILED during $PHASE ($DAEMON, cache $CACHE_OPT); $DAEMON's log ($W/daemon.log) ends with:" >&2
         tail -n 20 "$W/daemon.log" >&2 2>/dev/null || true
-        echo "e2e: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "e2e: work directory kept: $W"
-    else rm -rf "$W"; fi
+    fi
+    e2e_dispose $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-now() { echo "$EPOCHREALTIME"; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 t_all=$(now)
 
 serve() { # rw|ro   (cache variant: $CACHE_OPT)
