@@ -21,6 +21,14 @@
 # destination, with both QEMUs ("the page cache holds wrong data after
 # device reads"). The migration is throttled (32 MiB/s, 100 ms downtime) so
 # that the guest really runs while its RAM is copied.
+# A known fault of QEMU 7.2 (not vblk's): now and then the destination
+# guest's kernel crashes after the migration (slab corruption, a NULL
+# function pointer, list corruption; in 2 of 24 runs with vblk, and in 3 of 16
+# with qemu-storage-daemon serving the same test in vblk's place, 2026-12-01/02;
+# none in 10 QEMU 11 runs). A guest whose kernel crashes is stopped at
+# once. On the bookworm leg, a kernel crash before any check of the test
+# failed runs that leg once more (and says so); a second failure, any
+# failed check, and any crash on the trixie leg fail the test.
 #
 #   tests/guest/e2e-migrate.sh            both QEMUs: bookworm 7.2, trixie 11
 #   VBLK_MIGRATE_QEMU="trixie" tests/guest/e2e-migrate.sh    one of them
@@ -73,6 +81,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP PIPE
 qmp() { python3 "$HERE/qmp.py" "$@"; }
 
+# A guest kernel crash report on the console.
+GUEST_CRASH='BUG: |Oops: |general protection fault|Kernel panic'
+# qemu72_guest_crash LOG: the guest kernel crashed and none of the test's
+# own checks had failed before (no "VBLK-TEST: FAIL" line ahead of the
+# crash report).
+qemu72_guest_crash() {
+    awk -v re="$GUEST_CRASH" '
+        /VBLK-TEST: FAIL/ && !crash { failed = 1 }
+        $0 ~ re { crash = 1 }
+        END { exit !(crash && !failed) }' "$1"
+}
+
 # serve NAME: a daemon on $D/NAME.sock, the shared image, log $D/daemon-NAME.log
 serve() {
     local sock=$D/$1.sock
@@ -94,8 +114,8 @@ wait_for() { # FILE PATTERN SECONDS PID
     return 1
 }
 
-one() {
-    local q=$1 t0 t_mig st out total dirty
+one() { # QEMU ATTEMPT
+    local q=$1 attempt=${2:-1} t0 t_mig st out total dirty
     D=$W/$q
     mkdir -p "$D"
     t0=$EPOCHREALTIME
@@ -142,12 +162,30 @@ one() {
     qmp "$D/src.qmp" quit >/dev/null 2>&1 || true
     PHASE="$q: the rest of the workload on the destination"
     local grc=0
+    # A destination guest whose kernel crashed never prints a verdict:
+    # stop it once the crash report is out instead of at the timeout.
+    while kill -0 "$dst" 2>/dev/null; do
+        if grep -qE "$GUEST_CRASH" "$D/dst-guest.log" 2>/dev/null; then
+            sleep 2
+            kill -TERM -- "-$dst" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+    done
     wait "$dst" || grc=$?
     cat "$D/dst-run.out"
     wait "$src" 2>/dev/null || true
     GPIDS=()
     stop_all
     PHASE="$q: the host's checks"
+    if [ "$grc" != 0 ] && [ "$q" = bookworm ] && [ "$attempt" = 1 ] && qemu72_guest_crash "$D/dst-guest.log"; then
+        echo "   the destination guest's kernel crashed before any check of the test failed:"
+        grep -m 3 -E "$GUEST_CRASH|RIP:" "$D/dst-guest.log" | sed 's/^/     /'
+        echo "   (QEMU 7.2 TCG, seen with qemu-storage-daemon in vblk's place too: see the top of this script); the bookworm leg runs once more"
+        mv "$D" "$D.attempt1"
+        RETRY=1
+        return 0
+    fi
     [ "$grc" = 0 ] || { echo "e2e-migrate: the guest did not pass on the destination" >&2; exit 1; }
     grep -q "MIGRATE-WORKLOAD-DONE" "$D/dst-guest.log" || { echo "e2e-migrate: the workload did not run on across the migration" >&2; exit 1; }
     : >"$D/kills.txt"
@@ -164,5 +202,9 @@ one() {
 }
 
 t_all=$EPOCHREALTIME
-for q in $QEMUS; do one "$q"; done
+for q in $QEMUS; do
+    RETRY=0
+    one "$q"
+    [ "$RETRY" = 0 ] || one "$q" 2
+done
 echo "e2e-migrate: PASS ($QEMUS) in $(since "$t_all")"
