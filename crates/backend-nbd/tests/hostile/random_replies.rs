@@ -1,13 +1,12 @@
-//! Seeded random replies: per seed, a batch of concurrent reads (into
-//! buffers between canaries), writes and a flush, answered by a script
-//! that mixes correct replies (fragmented, reordered) with random
-//! mutations. For every seed: each request completes once, within 15 s,
-//! with `Ok(len)` or an errno > 0; canaries and WRITE payloads stay
-//! intact; a read whose command only got correct answers holds the disk's
-//! bytes; no thread panics. Seeds 1..=`SEEDS` (+ `VBLK_NBD_FUZZ_SEEDS=N`
-//! more) in each reply mode, ~0.1 s each in a debug build; a seed fixes
-//! the batch and each reply (by cookie and attempt), up to the
-//! interleaving of the connection threads. Messages name the seed.
+//! Seeded random replies: per seed, concurrent reads (into buffers between
+//! canaries), writes and a flush, answered by a script that mixes correct
+//! replies (fragmented, reordered) with random mutations. For every seed:
+//! each request completes once, within 15 s, with `Ok(len)` or an errno >
+//! 0; canaries and WRITE payloads stay intact; a read whose command only
+//! got correct answers holds the disk's bytes; no thread panics. Seeds
+//! 1..=`SEEDS` (+ `VBLK_NBD_FUZZ_SEEDS=N` more) per reply mode, ~0.1 s each
+//! (debug); a seed fixes the batch and each reply (by cookie and attempt),
+//! up to the connection threads' interleaving. Messages name the seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
