@@ -147,9 +147,13 @@ echo "== boot 4: the server gone longer than --nbd-reconnect-timeout 2: guest I/
 t=$(now)
 rm -f "$W/raw.img"; truncate -s 64M "$W/raw.img"
 nbd_start raw "$W/raw.img" unix
-serve "nbd+unix:///disk?socket=$W/nbd.sock" --vhost-user --nbd-reconnect-timeout 2
+# This boot once hung before the guest's first I/O reached vblk (CI,
+# 2026-12-02, not reproduced in 50 runs since): if it does again, vblk's
+# debug log shows how far the rings got, and the guest's console shows its
+# probe messages and, after 20 s, the stack of any task stuck in the kernel.
+RUST_LOG=${RUST_LOG:-debug} serve "nbd+unix:///disk?socket=$W/nbd.sock" --vhost-user --nbd-reconnect-timeout 2
 nbd_stop
-boot vhost-user ioerr --timeout 120
+boot vhost-user ioerr --timeout 120 --append "loglevel=6 sysctl.kernel.hung_task_timeout_secs=20"
 grep -q "I/O error, dev vda" "$W/guest-vhost-user-ioerr.log" || { echo "e2e-nbd: the guest saw no I/O error" >&2; exit 1; }
 PHASE="server back"
 nbd_start raw "$W/raw.img" unix
