@@ -30,6 +30,26 @@ ack_writer() {
     echo "$n" >/tmp/w$w.done
 }
 
+# ack_readback NW: every block writers 0..NW-1 acknowledged, read back with
+# O_DIRECT and compared; a writer whose write failed, or that had none
+# acknowledged, fails the test. Leaves the number of blocks in `total`.
+ack_readback() {
+    total=0 w=0
+    while [ $w -lt "$1" ]; do
+        [ -f /tmp/w$w.failed ] && fail "writer $w: the write of seq $(cat /tmp/w$w.failed) failed: $(tr '\n' ' ' </tmp/w$w.err)"
+        n=$(cat /tmp/w$w.done)
+        [ "$n" -gt 0 ] || fail "writer $w: no write was acknowledged"
+        ack_blocks $w 0 "$n" >/tmp/e
+        dd if=/dev/vda of=/tmp/r bs=4096 skip=$(( (w + 1) * RB )) count="$n" iflag=direct 2>/dev/null || fail "writer $w: reading back $n blocks failed"
+        if ! diff=$(cmp /tmp/e /tmp/r 2>&1); then
+            at=$(echo "$diff" | sed -n 's/.*char \([0-9]*\).*/\1/p')
+            fail "writer $w: acknowledged block seq $(( (${at:-1} - 1) / 4096 )) reads back wrong ($diff): $(dd if=/tmp/r bs=4096 skip=$(( (${at:-1} - 1) / 4096 )) count=1 2>/dev/null | head -c 63)"
+        fi
+        total=$((total + n))
+        w=$((w + 1))
+    done
+}
+
 case "$TEST" in
 crash)
     # Several writers, each in its own 8 MiB region (writer w from byte
@@ -70,30 +90,14 @@ crash)
     done
     say "CRASH-WRITERS-DONE"
     wait
-    w=0
-    while [ $w -lt $NW ]; do
-        [ -f /tmp/w$w.failed ] && fail "writer $w: the write of seq $(cat /tmp/w$w.failed) failed: $(tr '\n' ' ' </tmp/w$w.err)"
-        w=$((w + 1))
-    done
     if [ "$(arg vblk.inject)" = lost ]; then
         # Show that the read-back can fail: lose an acknowledged block.
         dd if=/dev/zero of=/dev/vda bs=4096 seek=$(( 2 * RB + 5 )) count=1 oflag=direct conv=fsync 2>/dev/null
         say "INJECTED: zeroed writer 1's acknowledged block seq 5"
     fi
-    # Every acknowledged block, read back with O_DIRECT.
-    total=0 w=0
-    while [ $w -lt $NW ]; do
-        n=$(cat /tmp/w$w.done)
-        [ "$n" -gt 0 ] || fail "writer $w: no write was acknowledged"
-        ack_blocks $w 0 "$n" >/tmp/e
-        dd if=/dev/vda of=/tmp/r bs=4096 skip=$(( (w + 1) * RB )) count="$n" iflag=direct 2>/dev/null || fail "writer $w: reading back $n blocks failed"
-        if ! diff=$(cmp /tmp/e /tmp/r 2>&1); then
-            at=$(echo "$diff" | sed -n 's/.*char \([0-9]*\).*/\1/p')
-            fail "writer $w: acknowledged block seq $(( (${at:-1} - 1) / 4096 )) reads back wrong ($diff): $(dd if=/tmp/r bs=4096 skip=$(( (${at:-1} - 1) / 4096 )) count=1 2>/dev/null | head -c 63)"
-        fi
-        total=$((total + n))
-        w=$((w + 1))
-    done
+    # Every acknowledged block, read back with O_DIRECT (a failed write
+    # fails here too).
+    ack_readback $NW
     say "crash: $total acknowledged blocks from $NW writers read back intact"
     dmesg_check
     say "PASS crash"
@@ -153,17 +157,7 @@ migrate)
         fail "the page cache holds wrong data after device reads ($diff): block $(( (${at:-1} - 1) / 4096 )) of the reader's region reads as (non-printable bytes as .) '$(dd if=/dev/vda bs=4096 skip=$(( RSTART + (${at:-1} - 1) / 4096 )) count=1 2>/dev/null | head -c 40 | tr -c '[:print:]' '.')'"
     fi
     exec 3<&-
-    total=0 w=0
-    while [ $w -lt $NW ]; do
-        [ -f /tmp/w$w.failed ] && fail "writer $w: the write of seq $(cat /tmp/w$w.failed) failed: $(tr '\n' ' ' </tmp/w$w.err)"
-        n=$(cat /tmp/w$w.done)
-        [ "$n" -gt 0 ] || fail "writer $w: no write was acknowledged"
-        ack_blocks $w 0 "$n" >/tmp/e
-        dd if=/dev/vda of=/tmp/r bs=4096 skip=$(( (w + 1) * RB )) count="$n" iflag=direct 2>/dev/null || fail "writer $w: reading back $n blocks failed"
-        cmp /tmp/e /tmp/r >/dev/null 2>&1 || fail "writer $w: acknowledged blocks read back wrong: $(cmp /tmp/e /tmp/r 2>&1)"
-        total=$((total + n))
-        w=$((w + 1))
-    done
+    ack_readback $NW
     # The reader's region once more, with O_DIRECT (the disk, not the cache).
     dd if=/dev/vda of=/tmp/r bs=65536 skip=$((RSTART / 16)) count=$((RCOUNT / 16)) iflag=direct 2>/dev/null || fail "reading the reader's region"
     cmp /tmp/rexp /tmp/r >/dev/null 2>&1 || fail "the reader's region is wrong on disk"
