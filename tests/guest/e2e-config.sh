@@ -48,7 +48,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 [ -x "$VBLK" ] || { echo "e2e-config: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-e2e_workdir e2e-config config
+e2e_workdir config
 PID="" GPID="" LOGF="" PHASE="setup"
 cleanup() {
     local rc=$?

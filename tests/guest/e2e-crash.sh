@@ -56,7 +56,7 @@ case "$DAEMON" in
     *) echo "e2e-crash: VBLK_E2E_DAEMON must be vblk or qsd" >&2; exit 2 ;;
 esac
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-e2e_workdir e2e-crash crash
+e2e_workdir crash
 IMG=$W/disk.img SOCK=$W/vblk.sock GLOG=$W/guest-crash.log DLOG=$W/daemon.log
 PID="" GPID="" PHASE="setup"
 cleanup() {

@@ -49,7 +49,7 @@ RING=()
 [ "${VBLK_MIGRATE_PACKED:-0}" = 1 ] && RING=(--packed)
 [ -x "$VBLK" ] || { echo "e2e-migrate: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-e2e_workdir e2e-migrate migrate
+e2e_workdir migrate
 IMG=$W/disk.img
 PIDS=() GPIDS=() PHASE="setup"
 stop_all() {

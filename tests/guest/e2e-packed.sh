@@ -31,7 +31,7 @@ CACHE="${VBLK_CACHE:-$HOME/.cache/vblk}"
 INJECT=${VBLK_E2E_INJECT:-}
 [ -x "$VBLK" ] || { echo "e2e-packed: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-e2e_workdir e2e-packed e2e-packed
+e2e_workdir e2e-packed
 IMG=$W/disk.img SOCK=$W/vblk.sock CTL=$W/vblk.ctl SERIAL=vblk-packed
 PID="" PHASE=setup
 cleanup() {

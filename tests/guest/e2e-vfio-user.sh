@@ -34,7 +34,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 VBLK=${VBLK:-$ROOT/target/release/vblk}
 [ -x "$VBLK" ] || { echo "e2e-vfio-user: $VBLK missing: run cargo build --release" >&2; exit 1; }
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-e2e_workdir e2e-vfio-user vfio
+e2e_workdir vfio
 PID="" LOGF="" PHASE="setup"
 INJECT=${VBLK_E2E_INJECT:-}
 cleanup() {

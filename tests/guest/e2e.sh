@@ -42,7 +42,7 @@ case "$DAEMON" in
     *) echo "e2e: VBLK_E2E_DAEMON must be vblk or qsd" >&2; exit 2 ;;
 esac
 "$ROOT/scripts/setup-guest-env.sh" >/dev/null
-e2e_workdir e2e e2e
+e2e_workdir e2e
 IMG=$W/disk.img SOCK=$W/vblk.sock CTL=$W/vblk.ctl SERIAL=vblk-e2e-serial
 PID="" PHASE="setup" CACHE_OPT=default
 INJECT=${VBLK_E2E_INJECT:-}

@@ -2,18 +2,19 @@
 # directory each run keeps or removes, and timing. Not part of the guest's
 # initramfs (that is init.sh and init.d/).
 
-# e2e_workdir NAME PREFIX: a fresh work directory W=/tmp/vblk-PREFIX.XXXXXX;
-# NAME (the script's name) goes into e2e_dispose's messages.
+# e2e_workdir PREFIX: a fresh work directory W=/tmp/vblk-PREFIX.XXXXXX.
 e2e_workdir() {
-    E2E=$1
-    W=$(mktemp -d "/tmp/vblk-$2.XXXXXX")
+    W=$(mktemp -d "/tmp/vblk-$1.XXXXXX")
 }
 
 # e2e_dispose RC: after a failure (RC != 0) or with VBLK_E2E_KEEP=1 the work
-# directory stays and the script says where; otherwise it is removed.
+# directory stays and the script (named in the message) says where;
+# otherwise it is removed.
 e2e_dispose() {
-    if [ "$1" != 0 ]; then echo "$E2E: work directory kept: $W" >&2
-    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "$E2E: work directory kept: $W"
+    local name
+    name=$(basename "$0" .sh)
+    if [ "$1" != 0 ]; then echo "$name: work directory kept: $W" >&2
+    elif [ "${VBLK_E2E_KEEP:-0}" = 1 ]; then echo "$name: work directory kept: $W"
     else rm -rf "$W"; fi
 }
 
